@@ -1,0 +1,88 @@
+"""Shared pieces of the benchmark scripts: machine description and test-split evaluation of a 2D slice model."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import weakseg
+from weakseg.engines import predict_volume
+from weakseg.metrics import slice_overlap_scores
+from weakseg.transforms import SliceVolumed
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundle" / "configs"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "Task04_Hippocampus"
+
+
+def machine_line(device: torch.device) -> str:
+    import monai
+
+    if device.type == "cuda":
+        dev = torch.cuda.get_device_name(device)
+    else:
+        dev = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return (
+        f"{datetime.date.today().isoformat()}, device: {dev}, python {platform.python_version()}, "
+        f"torch {torch.__version__}, monai {monai.__version__}, weakseg {weakseg.__version__}"
+    )
+
+
+def load_bundle_parser(*config_names: str, **overrides):
+    """ConfigParser over bundle configs (``train.json`` first) with ``overrides`` applied."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_meta(str(CONFIGS / "metadata.json"))
+    parser.read_config([str(CONFIGS / n) for n in config_names])
+    for k, v in overrides.items():
+        parser[k] = v
+    return parser
+
+
+def volume_part(volume_transforms):
+    """The volume-level part of the bundle's ``volume_transforms`` (everything before ``SliceVolumed``)."""
+    from monai.transforms import Compose
+
+    ts = []
+    for t in volume_transforms.transforms:
+        if isinstance(t, SliceVolumed):
+            break
+        ts.append(t)
+    return Compose(ts)
+
+
+@torch.no_grad()
+def evaluate_test(network, parser, split: str = "test", batch_size: int = 512) -> dict:
+    """
+    Scores of ``network`` on ``split`` volumes: slice-level (kept slices, as in training) mean slice IoU,
+    pooled IoU/Dice; and 3D Dice per volume after slice-wise prediction of *all* slices and restacking.
+    """
+    device = next(network.parameters()).device
+    splits = parser.get_parsed_content("splits")
+    vt = parser.get_parsed_content("volume_transforms")
+    slices = weakseg.data.volumes_to_slices(splits[split], vt)
+    imgs = torch.stack([torch.as_tensor(s["image"]) for s in slices]).float()
+    labels = torch.stack([torch.as_tensor(s["label"]) for s in slices])
+    network.eval()
+    preds = torch.cat([(network(imgs[i : i + batch_size].to(device)) > 0).cpu() for i in range(0, len(imgs), batch_size)])
+    res = slice_overlap_scores(preds, labels)
+    vol = volume_part(vt)
+    axis = parser.get_parsed_content("slice_axis")
+    size = parser.get_parsed_content("spatial_size")
+    dice3d = []
+    for item in splits[split]:
+        d = vol(dict(item))
+        pred = predict_volume(network, d["image"], axis=axis, spatial_size=size)
+        g = torch.as_tensor(d["label"]) > 0
+        p = pred > 0
+        dice3d.append(float(2 * (p & g).sum() / (p.sum() + g.sum())))
+    res["dice3d_mean"] = float(np.mean(dice3d))
+    res["dice3d_std"] = float(np.std(dice3d))
+    res["num_volumes"] = len(dice3d)
+    return res

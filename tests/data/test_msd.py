@@ -1,0 +1,151 @@
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from monai.bundle import ConfigParser
+
+import weakseg
+from weakseg.data import MSDSource, load_msd_datalist, make_synthetic_msd, split_by_volume, telescopic_subset
+
+from ..conftest import CONFIGS
+
+
+def volume_transforms(**overrides):
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    for k, v in overrides.items():
+        parser[k] = v
+    return parser.get_parsed_content("volume_transforms")
+
+
+def expected_kept(label_path: str, min_fg: float = 0.01) -> int:
+    """Independent count with nibabel + numpy: axis-0 slices with >= min_fg foreground (labels 1 and 2)."""
+    lab = np.asanyarray(nib.load(label_path).dataobj)
+    frac = (lab > 0).reshape(lab.shape[0], -1).mean(1)
+    return int((frac >= min_fg).sum())
+
+
+class TestRealHippocampus:
+    def test_slice_count_split_and_shape(self, hippo_dir):
+        items = load_msd_datalist(hippo_dir)
+        assert len(items) == 208
+        expected = sum(expected_kept(it["label"]) for it in items)
+        slices = weakseg.data.volumes_to_slices(items, volume_transforms())
+        print(f"\n208 volumes -> {len(slices)} axis-0 slices with >= 1% foreground (independent count {expected})")
+        assert len(slices) == expected
+        assert all(tuple(s["image"].shape) == (1, 48, 32) and tuple(s["label"].shape) == (1, 48, 32) for s in slices)
+        assert set(np.unique(np.concatenate([np.unique(np.asarray(s["label"])) for s in slices]))) == {0.0, 1.0}
+        # split by volume: disjoint, complete, and no volume contributes slices to two splits
+        sp = split_by_volume(items, (0.7, 0.1, 0.2), seed=0)
+        names = {k: {d["image"] for d in v} for k, v in sp.items()}
+        assert not (names["train"] & names["val"] or names["train"] & names["test"] or names["val"] & names["test"])
+        assert sum(len(v) for v in names.values()) == 208
+        assert (len(sp["train"]), len(sp["val"]), len(sp["test"])) == (145, 21, 42)
+        by_split = {k: {s["volume_id"] for s in slices if s["volume_id"] in v} for k, v in names.items()}
+        assert sum(len(v) for v in by_split.values()) == 208
+        # seeded and independent of dataset.json order
+        assert split_by_volume(items[::-1], (0.7, 0.1, 0.2), seed=0) == sp
+        assert split_by_volume(items, (0.7, 0.1, 0.2), seed=1) != sp
+
+    def test_per_volume_normalisation_mixed_dtypes(self, hippo_dir):
+        items = load_msd_datalist(hippo_dir)
+        dtypes = {}
+        for it in items:
+            dtypes.setdefault(nib.load(it["image"]).get_data_dtype().name, it)
+            if len(dtypes) == 2:
+                break
+        assert set(dtypes) == {"uint8", "float32"}
+        vt = volume_transforms(min_foreground=0.0)
+        for it in dtypes.values():
+            sl = vt(dict(it))
+            vol = np.stack([np.asarray(s["image"]) for s in sl])
+            raw = np.asanyarray(nib.load(it["image"]).dataobj).astype(np.float64)
+            # z-score over the whole volume (before cropping), so compare statistics of the uncropped volume
+            full = volume_transforms(min_foreground=0.0, spatial_size=list(raw.shape[1:]))(dict(it))
+            v = np.stack([np.asarray(s["image"]) for s in full])
+            assert abs(v.mean()) < 1e-4 and abs(v.std() - 1) < 1e-3
+            assert vol.shape[1:] == (1, 48, 32)
+
+
+class TestSplitsAndSubsets:
+    def test_telescopic(self):
+        items = list(range(100))
+        a, b = telescopic_subset(items, 8, seed=3), telescopic_subset(items, 16, seed=3)
+        assert len(a) == 8 and len(b) == 16 and set(a) <= set(b)
+        assert telescopic_subset(items, None) == items
+        with pytest.raises(ValueError):
+            telescopic_subset(items, 0)
+
+    def test_bad_fractions(self):
+        with pytest.raises(ValueError, match="fractions"):
+            split_by_volume([{"image": "a"}], (0.5, 0.5))
+
+
+def _write_case(root: Path, name: str, img: np.ndarray, lab: np.ndarray):
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(img, np.eye(4)), str(root / "imagesTr" / name))
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), str(root / "labelsTr" / name))
+    return {"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"}
+
+
+def _dataset(root: Path, cases):
+    (root / "dataset.json").write_text(json.dumps({"training": cases, "test": []}))
+    return root
+
+
+class TestBadInput:
+    def test_missing_dataset_json(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match=r"no dataset\.json.*--dataset_dir"):
+            MSDSource(tmp_path, download=False, synthetic_fallback=False)
+
+    def test_missing_nifti_named(self, tmp_path):
+        c = _write_case(tmp_path, "a.nii.gz", np.zeros((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.uint8))
+        _dataset(tmp_path, [c, {"image": "./imagesTr/gone.nii.gz", "label": "./labelsTr/gone.nii.gz"}])
+        with pytest.raises(FileNotFoundError, match="gone.nii.gz"):
+            load_msd_datalist(tmp_path)
+
+    def test_unreadable_nifti_named(self, tmp_path):
+        c = _write_case(tmp_path, "a.nii.gz", np.zeros((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.uint8))
+        (tmp_path / "imagesTr" / "a.nii.gz").write_bytes(b"\x1f\x8b\x08 this is not a nifti")
+        items = load_msd_datalist(_dataset(tmp_path, [c]))
+        with pytest.raises(RuntimeError, match=r"imagesTr/a\.nii\.gz"):
+            weakseg.data.volumes_to_slices(items, volume_transforms())
+
+    def test_shape_mismatch_named(self, tmp_path):
+        lab = np.zeros((4, 8, 8), np.uint8)
+        lab[1, 2:5, 2:5] = 1
+        c = _write_case(tmp_path, "b.nii.gz", np.random.rand(4, 8, 9).astype(np.float32), lab)
+        items = load_msd_datalist(_dataset(tmp_path, [c]))
+        with pytest.raises(RuntimeError, match=r"imagesTr/b\.nii\.gz.*same shape"):
+            weakseg.data.volumes_to_slices(items, volume_transforms())
+
+    def test_label_outside_mapping_named(self, tmp_path):
+        lab = np.zeros((4, 8, 8), np.uint8)
+        lab[1, 2:5, 2:5] = 3
+        c = _write_case(tmp_path, "c.nii.gz", np.random.rand(4, 8, 8).astype(np.float32), lab)
+        items = load_msd_datalist(_dataset(tmp_path, [c]))
+        with pytest.raises(RuntimeError, match=r"labelsTr/c\.nii\.gz.*outside the mapping"):
+            weakseg.data.volumes_to_slices(items, volume_transforms())
+
+
+class TestSyntheticFallback:
+    def test_download_failure_falls_back_to_phantom(self, tmp_path, monkeypatch):
+        def fail(self, root):
+            raise ConnectionError("no network")
+
+        monkeypatch.setattr(MSDSource, "_download", fail)
+        src = MSDSource(tmp_path / "Task04_Hippocampus", download=True, synthetic_fallback=True,
+                        synthetic_dir=tmp_path / "phantom", synthetic_volumes=4)
+        assert src.synthetic and src.data_tag == "synthetic"
+        items = src.datalist()
+        assert len(items) == 4
+        slices = weakseg.data.volumes_to_slices(items, volume_transforms())
+        assert len(slices) > 20 and tuple(slices[0]["image"].shape) == (1, 48, 32)
+
+    def test_finds_task_subfolder(self, tmp_path):
+        make_synthetic_msd(tmp_path / "Task04_Hippocampus", num_volumes=2)
+        src = MSDSource(tmp_path, download=False)
+        assert src.root == (tmp_path / "Task04_Hippocampus").resolve() and not src.synthetic

@@ -1,0 +1,17 @@
+from weakseg.data.msd import (
+    MSDSource,
+    load_msd_datalist,
+    make_synthetic_msd,
+    split_by_volume,
+    telescopic_subset,
+    volumes_to_slices,
+)
+
+__all__ = [
+    "MSDSource",
+    "load_msd_datalist",
+    "make_synthetic_msd",
+    "split_by_volume",
+    "telescopic_subset",
+    "volumes_to_slices",
+]

@@ -1,0 +1,246 @@
+"""Medical Segmentation Decathlon (MSD) folders -> volume-level splits -> in-memory 2D slice datasets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MSDSource",
+    "load_msd_datalist",
+    "split_by_volume",
+    "volumes_to_slices",
+    "make_synthetic_msd",
+    "telescopic_subset",
+]
+
+logger = logging.getLogger("weakseg.data")
+
+MSD_TASKS = ("Task04_Hippocampus",)
+
+
+def load_msd_datalist(dataset_dir: str | os.PathLike, section: str = "training") -> list[dict[str, str]]:
+    """
+    Read ``dataset.json`` of an MSD-layout folder and return ``[{"image": path, "label": path}, ...]``
+    (absolute paths) for ``section`` ("training": labelled cases, "test": images only).
+
+    Raises ``FileNotFoundError`` naming the missing ``dataset.json`` or the first missing image/label file,
+    and ``ValueError`` for a malformed ``dataset.json``.
+    """
+    root = Path(dataset_dir).expanduser().resolve()
+    meta = root / "dataset.json"
+    if not meta.is_file():
+        raise FileNotFoundError(
+            f"dataset_dir '{root}' has no dataset.json; expected an MSD-layout folder "
+            "(dataset.json, imagesTr/, labelsTr/). Point --dataset_dir at e.g. .../Task04_Hippocampus."
+        )
+    try:
+        with open(meta, encoding="utf-8") as f:
+            desc = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{meta} is not readable JSON: {e}") from e
+    if section not in desc or not isinstance(desc[section], list):
+        raise ValueError(f"{meta} has no list '{section}'; expected MSD keys 'training' and 'test'.")
+    items = []
+    for entry in desc[section]:
+        item = {"image": entry} if isinstance(entry, str) else dict(entry)
+        for k, v in item.items():
+            p = (root / v).resolve()
+            if not p.is_file():
+                raise FileNotFoundError(f"{meta} lists {k} '{v}' but {p} does not exist.")
+            item[k] = str(p)
+        items.append(item)
+    if not items:
+        raise ValueError(f"{meta}: section '{section}' is empty.")
+    return items
+
+
+def split_by_volume(
+    datalist: Sequence[dict], fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0
+) -> dict[str, list[dict]]:
+    """
+    Split a list of volumes (not slices) into ``train``/``val``/``test`` by a seeded permutation, so no volume's
+    slices appear in two splits. Fractions are normalised; every split gets at least one volume when possible.
+    """
+    fr = np.asarray(fractions, dtype=float)
+    if fr.shape != (3,) or (fr < 0).any() or fr.sum() <= 0:
+        raise ValueError(f"split fractions must be three non-negative numbers (train, val, test), got {fractions}.")
+    n = len(datalist)
+    order = sorted(datalist, key=lambda d: d["image"])  # independent of dataset.json ordering
+    perm = np.random.RandomState(seed).permutation(n)
+    fr = fr / fr.sum()
+    n_val = int(round(fr[1] * n))
+    n_test = int(round(fr[2] * n))
+    if n >= 3:
+        n_val = max(n_val, 1) if fr[1] > 0 else 0
+        n_test = max(n_test, 1) if fr[2] > 0 else 0
+    n_train = n - n_val - n_test
+    idx = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
+    return {k: [order[i] for i in sorted(v)] for k, v in idx.items()}
+
+
+def telescopic_subset(items: Sequence[Any], m: int | None, seed: int = 0) -> list[Any]:
+    """
+    The first ``m`` items of a seeded permutation of ``items``: for the same seed the ``m``-subset is contained
+    in the ``2m``-subset (nested, "telescopic" subsets). ``m=None`` or ``m >= len(items)`` returns all items.
+    """
+    if m is None or m >= len(items):
+        return list(items)
+    if m < 1:
+        raise ValueError(f"subset size m must be >= 1, got {m}.")
+    perm = np.random.RandomState(seed).permutation(len(items))
+    return [items[i] for i in sorted(perm[:m])]
+
+
+def volumes_to_slices(datalist: Sequence[dict], transform: Callable) -> list[dict]:
+    """
+    Apply a volume-level ``transform`` that ends with :py:class:`weakseg.transforms.SliceVolumed` to every volume
+    and flatten the results into one list of slice dictionaries (kept in memory: the MSD volumes are small).
+
+    Any failure is re-raised naming the volume's files, before training starts.
+    """
+    slices: list[dict] = []
+    for item in datalist:
+        try:
+            out = transform(dict(item))
+        except Exception as e:  # name the files and the root cause: MONAI wraps errors in "applying transform"
+            root = e
+            while root.__cause__ is not None:
+                root = root.__cause__
+            files = ", ".join(f"{k}={v}" for k, v in item.items() if isinstance(v, str))
+            raise RuntimeError(f"failed to prepare volume ({files}): {type(root).__name__}: {root}") from e
+        slices.extend(out if isinstance(out, list) else [out])
+    return slices
+
+
+def make_synthetic_msd(root: str | os.PathLike, num_volumes: int = 24, seed: int = 0) -> Path:
+    """
+    Write a small hippocampus-like phantom set in MSD layout (``dataset.json``, ``imagesTr``, ``labelsTr``):
+    curved noisy ellipsoids of about 35x50x36 voxels, labels 1 (head) and 2 (body), float32 images.
+    Used when no real data is present and none can be downloaded.
+    """
+    import nibabel as nib
+
+    root = Path(root)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    training = []
+    shape = (36, 50, 36)
+    zz, yy, xx = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
+    for i in range(num_volumes):
+        c = np.array(shape, dtype=np.float32) / 2 + rng.uniform(-3, 3, size=3)
+        r = np.array([rng.uniform(5, 8), rng.uniform(14, 19), rng.uniform(5, 8)])
+        bend = rng.uniform(-0.08, 0.08)
+        dz = zz - c[0] - bend * (yy - c[1]) ** 2 / 4
+        inside = (dz / r[0]) ** 2 + ((yy - c[1]) / r[1]) ** 2 + ((xx - c[2]) / r[2]) ** 2 <= 1.0
+        label = np.zeros(shape, dtype=np.uint8)
+        label[inside & (yy < c[1])] = 1
+        label[inside & (yy >= c[1])] = 2
+        img = 40 + 25 * rng.rand() + 60 * inside + 12 * rng.randn(*shape)
+        img += 10 * np.sin(xx / 7 + rng.rand() * 6)  # smooth background structure
+        name = f"phantom_{i:03d}.nii.gz"
+        nib.save(nib.Nifti1Image(img.astype(np.float32), np.eye(4)), str(root / "imagesTr" / name))
+        nib.save(nib.Nifti1Image(label, np.eye(4)), str(root / "labelsTr" / name))
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    desc = {
+        "name": "SyntheticHippocampusPhantom",
+        "description": "Synthetic phantom written by weakseg.data.make_synthetic_msd (NOT real data)",
+        "labels": {"0": "background", "1": "Anterior", "2": "Posterior"},
+        "numTraining": num_volumes,
+        "numTest": 0,
+        "training": training,
+        "test": [],
+    }
+    (root / "dataset.json").write_text(json.dumps(desc, indent=2))
+    return root
+
+
+class MSDSource:
+    """
+    Locate an MSD task folder, downloading it with MONAI's ``DecathlonDataset`` when absent, or (as a last
+    resort, when ``synthetic_fallback``) generating a synthetic phantom set so that the pipeline still runs.
+
+    After construction: ``root`` (folder with ``dataset.json``), ``synthetic`` (bool) and ``datalist(section)``.
+
+    Resolution order for ``dataset_dir``:
+      1. ``dataset_dir/dataset.json`` exists -> use it;
+      2. ``dataset_dir/<task>/dataset.json`` exists -> use it;
+      3. ``download``: ``DecathlonDataset(root_dir=..., task=task, download=True)`` into the parent of
+         ``dataset_dir`` when its name is ``task``, else into ``dataset_dir``;
+      4. ``synthetic_fallback``: write a phantom set to ``synthetic_dir`` and warn loudly;
+      5. otherwise raise ``FileNotFoundError`` saying how to point ``dataset_dir`` at a local copy.
+    """
+
+    def __init__(
+        self,
+        dataset_dir: str | os.PathLike,
+        task: str = "Task04_Hippocampus",
+        download: bool = True,
+        synthetic_fallback: bool = False,
+        synthetic_dir: str | os.PathLike | None = None,
+        synthetic_volumes: int = 24,
+        seed: int = 0,
+    ) -> None:
+        self.task = task
+        self.synthetic = False
+        dataset_dir = Path(dataset_dir).expanduser()
+        for cand in (dataset_dir, dataset_dir / task):
+            if (cand / "dataset.json").is_file():
+                self.root = cand.resolve()
+                return
+        reason = f"no dataset.json in '{dataset_dir.resolve()}' or '{(dataset_dir / task).resolve()}'"
+        if download:
+            dl_root = dataset_dir.parent if dataset_dir.name == task else dataset_dir
+            try:
+                self.root = self._download(dl_root)
+                return
+            except Exception as e:  # offline, proxy, disk...
+                reason += f"; download of {task} failed: {e}"
+                logger.warning("could not download %s: %s", task, e)
+        if synthetic_fallback:
+            target = Path(synthetic_dir) if synthetic_dir else dataset_dir / "synthetic_phantom"
+            if not (target / "dataset.json").is_file():
+                make_synthetic_msd(target, num_volumes=synthetic_volumes, seed=seed)
+            banner = "#" * 100
+            logger.warning(
+                "\n%s\n# NO REAL DATA: %s.\n# Training on a SYNTHETIC phantom set in %s.\n"
+                "# Pass --dataset_dir /path/to/%s for real results.\n%s",
+                banner,
+                reason,
+                target.resolve(),
+                task,
+                banner,
+            )
+            self.root = target.resolve()
+            self.synthetic = True
+            return
+        raise FileNotFoundError(
+            f"{reason}. Point dataset_dir at a local copy of {task} (the folder holding dataset.json, "
+            f"imagesTr/ and labelsTr/), e.g. `--dataset_dir /data/{task}`, or enable download."
+        )
+
+    def _download(self, root_dir: Path) -> Path:
+        from monai.apps import DecathlonDataset
+
+        if self.task not in MSD_TASKS:
+            raise ValueError(f"download supports {MSD_TASKS}, got task={self.task!r}")
+        root_dir.mkdir(parents=True, exist_ok=True)
+        DecathlonDataset(
+            root_dir=str(root_dir), task=self.task, section="training", download=True, cache_num=0, progress=True
+        )
+        return (root_dir / self.task).resolve()
+
+    @property
+    def data_tag(self) -> str:
+        """``"synthetic"`` or ``"real"``, logged as the MLflow run tag ``data``."""
+        return "synthetic" if self.synthetic else "real"
+
+    def datalist(self, section: str = "training") -> list[dict[str, str]]:
+        return load_msd_datalist(self.root, section)

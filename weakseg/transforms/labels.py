@@ -1,0 +1,88 @@
+"""Label value remapping and input sanity checks."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import MapTransform, Transform
+
+from weakseg.transforms.slicing import source_name
+
+__all__ = ["MergeLabels", "MergeLabelsd", "CheckFinite", "CheckFinited"]
+
+
+class MergeLabels(Transform):
+    """
+    Map label values through ``mapping`` (e.g. hippocampus ``{0: 0, 1: 1, 2: 1}`` -> binary).
+
+    Every value present in the label must be a key of ``mapping``; anything else raises ``ValueError`` naming
+    the offending values (and the source file for MetaTensors), so a wrong label file never trains silently.
+    Output has the input's type and dtype.
+    """
+
+    backend = ["torch", "numpy"]
+
+    def __init__(self, mapping: Mapping[int, int]) -> None:
+        if not mapping:
+            raise ValueError("MergeLabels: mapping must be a non-empty {old_value: new_value} dict.")
+        self.mapping = {float(k): float(v) for k, v in mapping.items()}
+
+    def __call__(self, label: NdarrayOrTensor) -> NdarrayOrTensor:
+        values = torch.unique(label) if isinstance(label, torch.Tensor) else np.unique(label)
+        values_f = [float(v) for v in values]
+        bad = [v for v in values_f if v not in self.mapping]
+        if bad:
+            raise ValueError(
+                f"MergeLabels: label {source_name(label, '<array>')} has values {bad} outside the mapping "
+                f"{sorted(self.mapping)}; expected only those values."
+            )
+        out = label.clone() if isinstance(label, torch.Tensor) else np.array(label, copy=True)
+        for v in values_f:
+            new = self.mapping[v]
+            if new != v:
+                out[label == v] = new
+        return out
+
+
+class MergeLabelsd(MapTransform):
+    """Dictionary version of :py:class:`MergeLabels`."""
+
+    def __init__(self, keys: KeysCollection, mapping: Mapping[int, int], allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.merger = MergeLabels(mapping)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.merger(d[key])
+        return d
+
+
+class CheckFinite(Transform):
+    """Raise ``ValueError`` naming the source when an array holds NaN or Inf; return it unchanged otherwise."""
+
+    backend = ["torch", "numpy"]
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        finite = torch.isfinite(img).all() if isinstance(img, torch.Tensor) else np.isfinite(img).all()
+        if not bool(finite):
+            raise ValueError(f"CheckFinite: {source_name(img, '<array>')} contains NaN or Inf intensities.")
+        return img
+
+
+class CheckFinited(MapTransform):
+    """Dictionary version of :py:class:`CheckFinite`."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.checker = CheckFinite()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.checker(d[key])
+        return d
