@@ -1,0 +1,321 @@
+"""
+Object size of binary masks (Baručić & Kybic, "Learning to segment from object sizes", ITAT 2022).
+
+The size of a mask y is g(y) = 2 · max_i d_i (eqs. 3–5), d_i the Chebyshev (chessboard, L∞) distance from
+foreground pixel i to the nearest background pixel. A single pixel has size 2, a 3×3 square size 4.
+
+Algorithm (exact, batched, any device). d_i ≥ k iff the (2k−1)×(2k−1) square centred at i is all foreground,
+so max_i d_i follows from the classic largest-all-foreground-square dynamic programme
+S[r, c] = min(S[r−1, c], S[r−1, c−1], S[r, c−1]) + 1 on foreground. Each row is solved at once, for all masks
+and columns, as a min-plus scan: S[r, c] = min_{l ≤ c}(A[l] − l) + c with A[l] = min(S[r−1, l−1], S[r−1, l]) + 1
+on foreground and 0 on background (a cumulative minimum), so the work is H vectorised steps of O(N·W).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import MapTransform, Transform
+
+from weakseg.transforms.slicing import source_name
+
+__all__ = ["object_size", "max_chebyshev_distance", "size_flip_candidates", "SizeFromMask", "SizeFromMaskd"]
+
+NO_BACKGROUND = -1
+"""Returned by :func:`max_chebyshev_distance` (and as size) for a mask without background pixels when
+``border_is_background=False``: the distance is undefined there (scipy's ``distance_transform_cdt`` gives -1)."""
+
+
+def _as_bool_masks(masks: NdarrayOrTensor) -> torch.Tensor:
+    m = torch.as_tensor(masks) if not isinstance(masks, torch.Tensor) else masks
+    if m.ndim < 2:
+        raise ValueError(f"object_size expects masks (..., H, W), got shape {tuple(m.shape)}")
+    if m.dtype == torch.bool:
+        return m
+    return m > 0  # 0/1, ±1 and probabilities > 0 all map to foreground where positive
+
+
+class _Ops:
+    """The few array operations the algorithms need, on numpy (CPU, much faster for these small scans and
+    cumulative sums) or on torch (any other device)."""
+
+    def __init__(self, device: torch.device, backend: str = "auto") -> None:
+        if backend not in ("auto", "numpy", "torch"):
+            raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+        if backend == "numpy" and device.type != "cpu":
+            raise ValueError("backend='numpy' needs CPU tensors")
+        self.np = backend == "numpy" or (backend == "auto" and device.type == "cpu")
+        self.device = device
+        self.xp = np if self.np else torch
+
+    def asarray(self, t: torch.Tensor):
+        return t.numpy() if self.np else t
+
+    def to_torch(self, a) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)) if self.np else a
+
+    def arange(self, n: int, dtype=None):
+        if self.np:
+            return np.arange(n, dtype=dtype or np.int64)
+        return torch.arange(n, device=self.device, dtype=dtype or torch.int64)
+
+    def int16(self):
+        return np.int16 if self.np else torch.int16
+
+    def astype(self, a, kind: str):
+        dt = {"i16": (np.int16, torch.int16), "i32": (np.int32, torch.int32), "i64": (np.int64, torch.int64)}[kind]
+        return a.astype(dt[0]) if self.np else a.to(dt[1])
+
+    def cummin(self, a, axis: int):
+        return np.minimum.accumulate(a, axis=axis) if self.np else torch.cummin(a, dim=axis).values
+
+    def amax(self, a, axis):
+        return a.max(axis=axis) if self.np else a.amax(dim=axis)
+
+    def amin(self, a, axis):
+        return a.min(axis=axis) if self.np else a.amin(dim=axis)
+
+    def clamp_min(self, a, v):
+        return np.maximum(a, v) if self.np else a.clamp_min(v)
+
+    def pad(self, a, p: int, value):
+        if self.np:
+            return np.pad(a, ((0, 0), (p, p), (p, p)), constant_values=value)
+        return F.pad(a, (p, p, p, p), value=value)
+
+    def empty(self, shape, kind: str = "i16"):
+        if self.np:
+            return np.empty(shape, dtype={"i16": np.int16}[kind])
+        return torch.empty(shape, dtype={"i16": torch.int16}[kind], device=self.device)
+
+    def zeros(self, shape):
+        return np.zeros(shape, dtype=np.int16) if self.np else torch.zeros(shape, dtype=torch.int16, device=self.device)
+
+    def contiguous_rows(self, m):
+        """(N, H, W) -> (H, N, W) contiguous int16."""
+        if self.np:
+            return np.ascontiguousarray(m.transpose(1, 0, 2)).astype(np.int16)
+        return m.permute(1, 0, 2).contiguous().to(torch.int16)
+
+    def transpose12(self, a):
+        return a.transpose(0, 2, 1) if self.np else a.transpose(1, 2)
+
+    def rows_back(self, S):
+        return np.ascontiguousarray(S.transpose(1, 0, 2)) if self.np else S.permute(1, 0, 2).contiguous()
+
+
+def _square_dp(m, pad: int, need_maps: bool, ops: _Ops):
+    """
+    Largest-square DP on masks ``m`` (N, H, W) bool (numpy or torch per ``ops``), optionally padded with ``pad``
+    foreground pixels (the outside-ignored rule). Returns ``(S, K)``: ``S`` (N, H+2p, W+2p) the side of the
+    largest all-foreground square ending at each position; ``K`` the largest half-size k such that the
+    (2k−1)-square ending there is centred on an image pixel (that pixel then has d ≥ k). With
+    ``need_maps=False`` returns ``(None, max K per mask)``.
+
+    The scan runs over the shorter image axis (the DP is symmetric under transposition).
+    """
+    n, h, w = m.shape
+    if h > w:
+        S, K = _square_dp(ops.transpose12(m), pad, need_maps, ops)
+        return (ops.transpose12(S), ops.transpose12(K)) if need_maps else (None, K)
+    if pad:
+        m = ops.pad(ops.astype(m, "i16"), pad, 1)
+    mt = ops.contiguous_rows(m)  # (Hp, N, Wp)
+    cols = ops.arange(mt.shape[2], ops.int16())
+    prev = ops.zeros((n, mt.shape[2] + 1))
+    S = ops.empty(mt.shape)
+    for r in range(mt.shape[0]):
+        # S[r, c] = min(A[c], S[r, c-1] + 1) = min_{l<=c}(A[l] - l) + c, A = (min(S[r-1, c-1], S[r-1, c]) + 1) * m
+        a = (ops.xp.minimum(prev[:, 1:], prev[:, :-1]) + 1) * mt[r]
+        cur = ops.cummin(a - cols, 1) + cols
+        prev[:, 1:] = cur
+        S[r] = cur
+    if not need_maps and not pad:  # d_max = ceil(largest square side / 2)
+        return None, (ops.astype(ops.amax(S, (0, 2)), "i64") + 1) // 2
+    S = ops.astype(ops.rows_back(S), "i32")  # (N, Hp, Wp)
+    odd = S - (1 - S % 2)  # largest odd side <= S (S = 0 -> -1)
+    if pad:
+        hp, wp = S.shape[1:]
+        p = ops.arange(hp).reshape(1, -1, 1) - pad  # image row of the square's corner
+        q = ops.arange(wp).reshape(1, 1, -1) - pad
+        # the centre (corner - (s-1)/2) must lie in the image: s <= 2p+1, 2q+1 and s >= 2(p-h+1)+1, 2(q-w+1)+1
+        s_star = ops.xp.minimum(odd, ops.xp.minimum(2 * p + 1, 2 * q + 1))
+        lo = ops.clamp_min(ops.xp.maximum(2 * (p - h + 1) + 1, 2 * (q - w + 1) + 1), 1)
+        K = ops.xp.where(s_star >= lo, (s_star + 1) // 2, 0)
+    else:
+        K = (odd + 1) // 2
+    if not need_maps:
+        return None, ops.astype(ops.amax(K, (1, 2)), "i64")
+    return S, K
+
+
+def max_chebyshev_distance(
+    masks: NdarrayOrTensor, border_is_background: bool = True, backend: str = "auto"
+) -> torch.Tensor:
+    """
+    max_i d_i for a batch of masks ``(..., H, W)`` -> ``(...)`` int64 (0 for an all-background mask).
+
+    ``border_is_background=True``: pixels outside the image count as background (a full mask has a finite
+    size). ``False``: the outside is ignored, as ``scipy.ndimage.distance_transform_cdt(m, "chessboard")``;
+    a mask without background then returns :data:`NO_BACKGROUND` (-1). ``backend``: "auto" (numpy for CPU
+    tensors, torch otherwise), or force "numpy" / "torch".
+    """
+    m = _as_bool_masks(masks)
+    lead = m.shape[:-2]
+    m = m.reshape(-1, *m.shape[-2:])
+    if m.shape[0] == 0:
+        return torch.zeros(lead, dtype=torch.int64, device=m.device)
+    ops = _Ops(m.device, backend)
+    pad = 0 if border_is_background else max(m.shape[-2:]) - 1
+    _, d = _square_dp(ops.asarray(m), pad, False, ops)
+    d = ops.to_torch(d).to(torch.int64)
+    if not border_is_background:
+        d = torch.where(m.reshape(m.shape[0], -1).all(1), torch.full_like(d, NO_BACKGROUND), d)
+    return d.reshape(lead)
+
+
+def object_size(masks: NdarrayOrTensor, border_is_background: bool = True, backend: str = "auto") -> torch.Tensor:
+    """
+    Object size g(y) = 2 · max_i d_i (Baručić & Kybic 2022, eqs. 3–5) of masks ``(..., H, W)``, returned as
+    an int64 tensor of shape ``(...)`` on the masks' device. Masks may be bool, 0/1, ±1 (foreground where > 0).
+    Worked examples (outside ignored): 3×3 square centred in 7×7 -> 4; 5×5 square in 7×7 -> 6; one pixel -> 2;
+    all background -> 0. With ``border_is_background=False`` a mask without background gives -1.
+    """
+    d = max_chebyshev_distance(masks, border_is_background, backend)
+    return torch.where(d < 0, d, 2 * d)
+
+
+@torch.no_grad()
+def size_flip_candidates(
+    masks: torch.Tensor, border_is_background: bool = True, backend: str = "auto"
+) -> torch.Tensor:
+    """
+    Exactly the pixels whose flip changes g(y), for masks ``(N, H, W)`` -> ``(N, H, W)`` bool, computed
+    without evaluating g on any flipped mask (the pruning of the paper's Discussion). With D = max d:
+
+    - a foreground pixel i: removing it lowers g iff i lies within Chebyshev distance D − 1 of *every* pixel
+      attaining D; those pixels form a box (the intersection of the (2D−1)-squares around the argmax set);
+    - a background pixel i: adding it raises g iff some (2D+1)-square around an image pixel contains i as its
+      only background pixel (counting the outside as background when ``border_is_background``).
+
+    No other flip can change g, so the sampled-gradient estimator is exactly zero there. For
+    ``border_is_background=False``, masks without background get every pixel as a candidate.
+    """
+    mt = _as_bool_masks(masks)
+    n, h, w = mt.shape
+    ops = _Ops(mt.device, backend)
+    xp = ops.xp
+    m = ops.asarray(mt)
+    pad = 0 if border_is_background else max(h, w) - 1
+    S, K = _square_dp(m, pad, True, ops)
+    D = ops.amax(K, (1, 2))  # (N,)
+    Dv = D.reshape(-1, 1, 1)
+
+    # --- foreground -> background: box around the argmax set --------------------------------------------
+    hp, wp = S.shape[1:]
+    is_arg = (K == Dv) & (Dv > 0)  # bottom-right corners of (2D-1)-squares centred on argmax pixels
+    cr = ops.arange(hp).reshape(1, -1, 1) - (Dv - 1) - pad  # centre coordinates, image frame
+    cc = ops.arange(wp).reshape(1, 1, -1) - (Dv - 1) - pad
+    big = 10**6
+    rmin = ops.amin(xp.where(is_arg, cr, big), (1, 2)).reshape(-1, 1, 1)
+    rmax = ops.amax(xp.where(is_arg, cr, -big), (1, 2)).reshape(-1, 1, 1)
+    cmin = ops.amin(xp.where(is_arg, cc, big), (1, 2)).reshape(-1, 1, 1)
+    cmax = ops.amax(xp.where(is_arg, cc, -big), (1, 2)).reshape(-1, 1, 1)
+    r_img = ops.arange(h).reshape(1, -1, 1)
+    c_img = ops.arange(w).reshape(1, 1, -1)
+    in_box = (r_img >= rmax - (Dv - 1)) & (r_img <= rmin + (Dv - 1)) & (c_img >= cmax - (Dv - 1))
+    in_box &= c_img <= cmin + (Dv - 1)
+    cand = m & in_box & (Dv > 0)
+
+    # --- background -> foreground: (2D+1)-windows with exactly one background pixel ----------------------
+    P = int(D.max()) + 1
+    bg = ops.pad(ops.astype(~m, "i32"), P, 1 if border_is_background else 0)
+    rr = ops.arange(h + 2 * P).reshape(1, -1, 1)
+    cq = ops.arange(w + 2 * P).reshape(1, 1, -1)
+
+    def integral(x):  # zero-padded 2D cumulative sums, (N, Hp+1, Wp+1)
+        x = x.cumsum(1).cumsum(2)
+        return ops.pad(x, 1, 0)[:, :-1, :-1]
+
+    b = ops.arange(n).reshape(-1, 1, 1)
+    r0, r1, c0, c1 = r_img + P - Dv, r_img + P + Dv + 1, c_img + P - Dv, c_img + P + Dv + 1
+
+    def box(integ):
+        return integ[b, r1, c1] - integ[b, r0, c1] - integ[b, r1, c0] + integ[b, r0, c0]
+
+    cnt = box(integral(bg))
+    one = cnt == 1
+    if bool(one.any()):
+        br = box(integral(bg * rr))[one] - P  # location of the single background pixel
+        bc = box(integral(bg * cq))[one] - P
+        bidx = xp.nonzero(one)[0] if ops.np else torch.nonzero(one, as_tuple=True)[0]
+        inside = (br >= 0) & (br < h) & (bc >= 0) & (bc < w)
+        cand[bidx[inside], br[inside], bc[inside]] = True
+    if not border_is_background:
+        no_bg = m.reshape(n, -1).all(1)
+        cand[no_bg] = True
+    return ops.to_torch(cand)
+
+
+class SizeFromMask(Transform):
+    """
+    Object size g(y) (eqs. 3–5) of a channel-first mask ``(1, H, W)`` -> float tensor ``(1,)``.
+
+    Args:
+        border_is_background: see :func:`object_size`.
+        allow_empty: when False (default) a mask without foreground raises ``ValueError`` naming the source:
+            a size target of 0 is almost always a data error for size supervision.
+    """
+
+    backend = ["torch", "numpy"]
+
+    def __init__(self, border_is_background: bool = True, allow_empty: bool = False) -> None:
+        self.border_is_background = border_is_background
+        self.allow_empty = allow_empty
+
+    def __call__(self, mask: NdarrayOrTensor) -> torch.Tensor:
+        if mask.ndim != 3 or mask.shape[0] != 1:
+            raise ValueError(f"SizeFromMask: expected a (1, H, W) mask, got shape {tuple(mask.shape)}.")
+        t = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask)
+        if not self.allow_empty and not bool((t > 0).any()):
+            raise ValueError(
+                f"SizeFromMask: mask {source_name(mask, '<array>')} has no foreground; expected an object "
+                "(set allow_empty=True to accept size 0)."
+            )
+        return object_size(t[0], self.border_is_background).reshape(1).float()
+
+
+class SizeFromMaskd(MapTransform):
+    """
+    Dictionary version of :py:class:`SizeFromMask`: writes the size of ``keys`` to ``output_key`` (default
+    ``"size"``), and with ``drop_mask=True`` removes the mask so a weakly supervised trainer cannot see it.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_key: str = "size",
+        border_is_background: bool = True,
+        allow_empty: bool = False,
+        drop_mask: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError("SizeFromMaskd: give exactly one mask key.")
+        self.output_key = output_key
+        self.drop_mask = drop_mask
+        self.sizer = SizeFromMask(border_is_background, allow_empty)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = self.sizer(d[key])
+            if self.drop_mask:
+                del d[key]
+        return d
