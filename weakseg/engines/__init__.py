@@ -1,16 +1,19 @@
 from weakseg.engines.inference import predict_volume
 from weakseg.engines.mlflow import MLflowRunHandler, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
+from weakseg.engines.utils import PrepareBatchKeys, load_pretrained
 from weakseg.engines.visual import LearningCurveHandler, OverlayHandler, default_predict, save_overlay_png
 
 __all__ = [
     "LearningCurveHandler",
     "MLflowRunHandler",
     "OverlayHandler",
+    "PrepareBatchKeys",
     "ProgressBar",
     "default_predict",
     "find_bundle_parser",
     "flatten_config_params",
+    "load_pretrained",
     "predict_volume",
     "save_overlay_png",
 ]

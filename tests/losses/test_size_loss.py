@@ -1,0 +1,98 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from parameterized import parameterized
+
+from weakseg.losses import SampledGradientLoss, SizeLoss, flip_gradient_estimate, size_objective
+from weakseg.transforms import object_size, size_flip_candidates
+
+
+def exact_gradient(p: torch.Tensor, target: float) -> torch.Tensor:
+    """dE/dp_i by enumerating all 2^9 masks of a 3x3 image: sum over y_-i of P(y_-i) [l(y_i=1) - l(y_i=0)]."""
+    confs = torch.tensor(list(itertools.product([0, 1], repeat=9)), dtype=torch.bool)
+    loss = (target - object_size(confs.view(-1, 3, 3)).double()) ** 2
+    pp, c = p.double().view(1, 9), confs.double()
+    out = torch.zeros(9, dtype=torch.float64)
+    for i in range(9):
+        rest = [j for j in range(9) if j != i]
+        w = torch.prod(torch.where(c[:, rest] > 0, pp[:, rest], 1 - pp[:, rest]), 1)
+        out[i] = (w * torch.where(c[:, i] > 0, loss, -loss)).sum()
+    return out.view(3, 3)
+
+
+class TestUnbiased:
+    @parameterized.expand([(0, 4.0), (1, 2.0), (2, 6.0)])
+    def test_matches_enumeration(self, seed, target):
+        g = torch.Generator().manual_seed(seed)
+        p = (torch.rand(3, 3, generator=g) * 0.8 + 0.1).double()
+        exact = exact_gradient(p, target)
+
+        def objective(y, idx):
+            return size_objective(y, idx, torch.tensor([target], dtype=torch.float64))
+
+        # 60 independent estimates, each the mean of 2000 single-sample estimates (eq. 21)
+        est = torch.stack([
+            flip_gradient_estimate(p[None], objective, 2000, size_flip_candidates, generator=g)[1][0]
+            for _ in range(60)
+        ])
+        mean, se = est.mean(0), est.std(0) / np.sqrt(est.shape[0])
+        # unbiased => |mean - exact| is a few standard errors at most (4.5 SE: p < 1e-4 per pixel, 9 pixels);
+        # a biased estimator (e.g. without the sign y_i, or with sigma' on the wrong side) fails by far
+        assert torch.all((mean - exact).abs() <= 4.5 * se + 1e-12), (mean, exact, se)
+        assert (exact.abs() > 0).any()
+
+
+class TestPrunedEqualsBruteForce:
+    @parameterized.expand([(True,), (False,)])
+    def test_exact_equality(self, border):
+        rng = np.random.RandomState(3)
+        for trial in range(40):
+            b, h, w = rng.randint(1, 5), rng.randint(2, 14), rng.randint(2, 14)
+            logits = torch.randn(b, 1, h, w, dtype=torch.float64) * rng.uniform(0.5, 4) + rng.uniform(-2, 2)
+            sizes = torch.as_tensor(rng.randint(0, 2 * min(h, w), size=b), dtype=torch.float64)
+            n = int(rng.choice([1, 2, 4, 8]))
+            grads = []
+            for prune in (True, False):
+                x = logits.clone().requires_grad_()
+                loss = SizeLoss(num_samples=n, border_is_background=border, prune=prune,
+                                generator=torch.Generator().manual_seed(trial))(x, sizes)
+                loss.backward()
+                grads.append((float(loss), x.grad))
+            assert grads[0][0] == grads[1][0]
+            assert torch.equal(grads[0][1], grads[1][1])
+
+    def test_gradient_direction(self):
+        # mask predicted too small: the estimator must push logits up near the object (descending E)
+        x = torch.full((1, 1, 16, 16), -3.0)
+        x[..., 6:10, 6:10] = 3.0  # a 4x4 square: size 4
+        x.requires_grad_()
+        SizeLoss(num_samples=8, generator=torch.Generator().manual_seed(0))(x, torch.tensor([8.0])).backward()
+        assert x.grad[..., 5:11, 5:11].sum() < 0  # gradient descent raises these logits
+
+
+class TestBadInput:
+    @parameterized.expand([("negative", [-1.0, 2.0]), ("nan", [float("nan"), 2.0]), ("inf", [float("inf"), 2.0])])
+    def test_bad_sizes(self, _, sizes):
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            SizeLoss()(torch.zeros(2, 1, 8, 8), torch.tensor(sizes))
+
+    def test_missing_size(self):
+        with pytest.raises(ValueError, match="2 size targets for a batch of 3"):
+            SizeLoss()(torch.zeros(3, 1, 8, 8), torch.tensor([2.0, 4.0]))
+
+    def test_bad_shapes_and_args(self):
+        with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+            SizeLoss()(torch.zeros(2, 2, 8, 8), torch.tensor([2.0, 4.0]))
+        with pytest.raises(ValueError, match="num_samples"):
+            SizeLoss(num_samples=0)
+
+
+def test_generic_objective_plugs_in():
+    # h(y) = number of foreground pixels: E = sum p_i, so dE/dp_i = 1 exactly for every sample
+    loss = SampledGradientLoss(lambda y, idx, t: y.flatten(1).sum(1).double(), num_samples=3)
+    x = torch.randn(2, 1, 5, 4, dtype=torch.float64, requires_grad=True)
+    loss(x, None).backward()
+    p = torch.sigmoid(x.detach())
+    torch.testing.assert_close(x.grad, p * (1 - p) / 2)  # sigma'(a) and the batch mean

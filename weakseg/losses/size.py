@@ -1,0 +1,189 @@
+"""
+Learning from object sizes with a sampled-gradient estimator (Baručić & Kybic, ITAT 2022).
+
+Network response a = f_θ(x) (logits). Stochastic binarisation Y_i = sign(a_i − Z_i), Z logistic, so
+P(Y_i = +1) = σ(a_i) = F_Z(a_i) (eqs. 8–11). The objective is E_Y[h(Y)], e.g. h(y) = l(s, g(y)) = (s − g(y))²
+(eq. 7) with g the object size (eqs. 3–5). Its exact derivative w.r.t. p_i = F_Z(a_i) is
+E_{Y−i}[h(y | y_i=+1) − h(y | y_i=−1)], estimated from one sample y by (eq. 21)
+
+    ∂E/∂F_Z(a_i) ≈ y_i · [h(y) − h(y↓i)]            (y_i ∈ {−1, +1}, y↓i: y with pixel i flipped)
+
+which is unbiased because the bracket does not depend on y_i. It is chained through σ'(a_i) = p_i(1 − p_i)
+to a_i and averaged over ``num_samples`` samples. Pixels whose flip cannot change h get exactly zero without
+evaluating h(y↓i) (for the size objective: :func:`weakseg.transforms.size_flip_candidates`); all remaining
+flips are evaluated in one batched pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.nn.modules.loss import _Loss
+
+from weakseg.transforms.size import object_size, size_flip_candidates
+
+__all__ = ["flip_gradient_estimate", "SampledGradientLoss", "SizeLoss", "size_objective"]
+
+Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""h(y, index) -> values: ``y`` (N, H, W) bool samples, ``index`` (N,) the batch element of each sample."""
+
+
+@torch.no_grad()
+def flip_gradient_estimate(
+    probs: torch.Tensor,
+    objective: Objective,
+    num_samples: int = 1,
+    candidates: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int = 16384,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Sample ``num_samples`` binary masks per image from ``probs`` ``(B, H, W)`` (P(y_i = 1) = p_i) and return
+    ``(values, grad)``: ``values`` ``(B,)`` the mean of h over the samples (a Monte-Carlo estimate of E[h(Y)]),
+    ``grad`` ``(B, H, W)`` the mean of the single-sample estimator y_i·[h(y) − h(y↓i)] of ∂E/∂p_i (eq. 21).
+
+    ``candidates(y) -> (N, H, W) bool`` names the pixels whose flip may change h; the others get exactly 0.
+    ``None`` flips every pixel (brute force).
+    """
+    if probs.ndim != 3:
+        raise ValueError(f"probs must be (B, H, W), got {tuple(probs.shape)}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    b, h, w = probs.shape
+    p = probs.repeat_interleave(num_samples, dim=0)  # (N, H, W), samples of image k are k*n ... k*n+n-1
+    index = torch.arange(b, device=probs.device).repeat_interleave(num_samples)
+    u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+    y = u < p
+    h0 = objective(y, index).to(torch.float64)  # (N,)
+    cand = candidates(y) if candidates is not None else torch.ones_like(y)
+    n_idx, r_idx, c_idx = torch.nonzero(cand, as_tuple=True)
+    grad = torch.zeros(y.shape, dtype=torch.float64, device=y.device)
+    for s in range(0, n_idx.numel(), chunk_size):
+        nn, rr, cc = n_idx[s : s + chunk_size], r_idx[s : s + chunk_size], c_idx[s : s + chunk_size]
+        flipped = y[nn]
+        k = torch.arange(nn.numel(), device=y.device)
+        flipped[k, rr, cc] = ~flipped[k, rr, cc]
+        h1 = objective(flipped, index[nn]).to(torch.float64)
+        sign = torch.where(y[nn, rr, cc], 1.0, -1.0).to(torch.float64)
+        grad[nn, rr, cc] = sign * (h0[nn] - h1)
+    values = h0.view(b, num_samples).mean(1)
+    return values.to(probs.dtype), grad.view(b, num_samples, h, w).mean(1).to(probs.dtype)
+
+
+class _SampledGradient(torch.autograd.Function):
+    """Forward: Monte-Carlo value of E[h(Y)] per image; backward: the eq. 21 estimator chained through σ'."""
+
+    @staticmethod
+    def forward(ctx, logits, objective, num_samples, candidates, generator):  # type: ignore[override]
+        probs = torch.sigmoid(logits.detach())
+        values, grad_p = flip_gradient_estimate(probs, objective, num_samples, candidates, generator)
+        ctx.save_for_backward(grad_p * probs * (1 - probs))  # dp/da = σ'(a) = p(1 - p)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad_values):  # type: ignore[override]
+        (grad_a,) = ctx.saved_tensors
+        return grad_values.view(-1, 1, 1) * grad_a, None, None, None, None
+
+
+class SampledGradientLoss(_Loss):
+    """
+    E_Y[h(Y)] for a non-differentiable objective ``h`` of a binary mask, trained with the sampled-gradient
+    estimator of eq. 21. ``input``: logits ``(B, 1, H, W)``; ``target``: anything ``objective`` needs, passed as
+    ``objective(y, index, target)``.
+
+    Args:
+        objective: ``h(y, index, target) -> (N,)`` for samples ``y`` (N, H, W) bool of batch elements ``index``.
+        num_samples: samples per image n (paper: 1; 1, 2, 4, 8 studied).
+        candidates: optional ``(y) -> (N, H, W) bool`` exact set of pixels whose flip may change h.
+        reduction: "mean" | "sum" | "none" over the batch.
+    """
+
+    def __init__(
+        self,
+        objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+        num_samples: int = 1,
+        candidates: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        reduction: str = "mean",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(reduction=reduction)
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.objective = objective
+        self.num_samples = int(num_samples)
+        self.candidates = candidates
+        self.generator = generator
+
+    def _check_input(self, input: torch.Tensor) -> None:
+        if input.ndim != 4 or input.shape[1] != 1:
+            raise ValueError(f"input must be logits (B, 1, H, W), got shape {tuple(input.shape)}")
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self._check_input(input)
+
+        def h(y, index):
+            return self.objective(y, index, target)
+
+        values = _SampledGradient.apply(input[:, 0], h, self.num_samples, self.candidates, self.generator)
+        if self.reduction == "mean":
+            return values.mean()
+        if self.reduction == "sum":
+            return values.sum()
+        return values
+
+
+def size_objective(y: torch.Tensor, index: torch.Tensor, sizes: torch.Tensor, border_is_background: bool = True):
+    """l(s, g(y)) = (s − g(y))² (eq. 7) for samples ``y`` (N, H, W) of images ``index`` with target ``sizes`` (B,)."""
+    g = object_size(y, border_is_background).to(sizes.dtype)
+    return (sizes[index] - g) ** 2
+
+
+class SizeLoss(SampledGradientLoss):
+    """
+    Size loss of Baručić & Kybic (2022): E_Y[(s − g(Y))²] (eqs. 7, 11) with g the object size (eqs. 3–5) of the
+    stochastic binarisation of the logits, trained with the single-sample flip estimator (eq. 21), pruned
+    exactly to the flips that can change g.
+
+    ``forward(input, target)``: ``input`` logits ``(B, 1, H, W)``, ``target`` sizes ``(B,)`` or ``(B, 1)``
+    (non-negative, finite; e.g. from :py:class:`weakseg.transforms.SizeFromMaskd`). Returns the Monte-Carlo
+    estimate of the expected squared size error (mean over the batch by default).
+
+    Args:
+        num_samples: n samples per image (eq. 21 averaged); paper n = 1.
+        border_is_background: size rule, see :func:`weakseg.transforms.object_size`.
+        prune: evaluate only flips that can change g (exact); ``False`` flips every pixel (brute force).
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 1,
+        border_is_background: bool = True,
+        prune: bool = True,
+        reduction: str = "mean",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.border_is_background = border_is_background
+
+        def objective(y, index, sizes):
+            return size_objective(y, index, sizes, border_is_background)
+
+        def candidates(y):
+            return size_flip_candidates(y, border_is_background)
+
+        super().__init__(objective, num_samples, candidates if prune else None, reduction, generator)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self._check_input(input)
+        t = torch.as_tensor(target, device=input.device).reshape(-1).to(torch.float64)
+        if t.numel() != input.shape[0]:
+            raise ValueError(
+                f"SizeLoss: got {t.numel()} size targets for a batch of {input.shape[0]} images; every slice "
+                "needs exactly one size (see SizeFromMaskd)."
+            )
+        if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+            raise ValueError(f"SizeLoss: size targets must be finite and >= 0, got {t.tolist()}")
+        return super().forward(input, t)
