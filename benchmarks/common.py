@@ -13,7 +13,7 @@ import torch
 import weakseg
 from weakseg.engines import predict_volume
 from weakseg.metrics import slice_overlap_scores
-from weakseg.transforms import SliceVolumed
+from weakseg.transforms import SliceVolumed, object_size
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundle" / "configs"
@@ -58,10 +58,10 @@ def volume_part(volume_transforms):
 
 
 @torch.no_grad()
-def evaluate_test(network, parser, split: str = "test", batch_size: int = 512) -> dict:
+def evaluate_test(network, parser, split: str = "test", batch_size: int = 512, volumes_3d: bool = True) -> dict:
     """
     Scores of ``network`` on ``split`` volumes: slice-level (kept slices, as in training) mean slice IoU,
-    pooled IoU/Dice; and 3D Dice per volume after slice-wise prediction of *all* slices and restacking.
+    pooled IoU/Dice, size error E (eq. 22); and 3D Dice per volume after slice-wise prediction of *all* slices and restacking.
     """
     device = next(network.parameters()).device
     splits = parser.get_parsed_content("splits")
@@ -72,6 +72,11 @@ def evaluate_test(network, parser, split: str = "test", batch_size: int = 512) -
     network.eval()
     preds = torch.cat([(network(imgs[i : i + batch_size].to(device)) > 0).cpu() for i in range(0, len(imgs), batch_size)])
     res = slice_overlap_scores(preds, labels)
+    g_pred = object_size(preds[:, 0]).double()
+    g_true = object_size(labels[:, 0] > 0).double()
+    res["size_error"] = float(((g_pred - g_true) ** 2).mean())
+    if not volumes_3d:
+        return res
     vol = volume_part(vt)
     axis = parser.get_parsed_content("slice_axis")
     size = parser.get_parsed_content("spatial_size")

@@ -1,0 +1,226 @@
+"""
+Fig. 7 of Baručić & Kybic (2022) on MSD hippocampus slices, with the bundle's own workflows:
+
+  for each m and seed: pre-train with BCE on m annotated slices (bundle: train.json + pretrain.json),
+  then fine-tune on all training slices with sizes only (train.json + train_size.json, early stopping on the
+  validation size error E), and score both checkpoints on the held-out test volumes (mean slice IoU, E).
+
+Also the n study (Fig. 5/6): fine-tuning epochs with n = 1, 2, 4, 8 samples per image: epoch time, E and IoU.
+
+    python benchmarks/size_protocol.py --ms 64 256 1024 all --seeds 0 --pretrain_iters 400
+
+Writes a markdown table (--out_md), a PNG plot (--out_png) and logs the plot to MLflow (experiment
+weakseg_hippocampus, run "size_protocol_summary").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CONFIGS, DEFAULT_DATA, REPO, evaluate_test, load_bundle_parser, machine_line  # noqa: E402
+
+
+def run_bundle(configs: list[str], **overrides) -> None:
+    from monai.bundle import run
+
+    run(
+        "training",
+        config_file=[str(CONFIGS / c) for c in configs],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        **overrides,
+    )
+
+
+def score(configs: list[str], ckpt: Path, **overrides) -> dict:
+    parser = load_bundle_parser(*configs, **overrides)
+    device = parser.get_parsed_content("device")
+    net = parser.get_parsed_content("network_def").to(device)
+    net.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
+    return evaluate_test(net, parser, volumes_3d=False)
+
+
+def epochs_log(db: Path, run_name_prefix: str) -> list[dict]:
+    """Per-epoch validation E / IoU of the newest MLflow run whose name starts with the prefix."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.get_experiment_by_name("weakseg_hippocampus")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name.startswith(run_name_prefix)]
+    run = max(runs, key=lambda r: r.info.start_time)
+    e = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_size_error")}
+    iou = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_mean_iou")}
+    return [{"epoch": k, "E": e[k], "IoU": iou.get(k)} for k in sorted(e)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset_dir", default=str(DEFAULT_DATA))
+    ap.add_argument("--ms", nargs="+", default=["64", "256", "1024", "all"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--pretrain_iters", type=int, default=400)
+    ap.add_argument("--size_epochs", type=int, default=8)
+    ap.add_argument("--size_lr", type=float, default=1e-4)
+    ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument("--n_study", nargs="*", type=int, default=[1, 2, 4, 8])
+    ap.add_argument("--n_study_epochs", type=int, default=3)
+    ap.add_argument("--output", default=str(REPO / "benchmarks" / "output" / "size"))
+    ap.add_argument("--out_md", default=None)
+    ap.add_argument("--out_png", default=str(REPO / "benchmarks" / "size_fig7.png"))
+    ap.add_argument("--out_json", default=None)
+    args = ap.parse_args()
+
+    base = dict(bundle_root=args.output, dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False)
+    out_dir = Path(args.output) / "output"
+    results = []
+    t_start = time.time()
+    for seed in args.seeds:
+        for m_arg in args.ms:
+            m = None if m_arg == "all" else int(m_arg)
+            sel = dict(base, num_annotated=m, subset_seed=seed, seed=seed)
+            # pre-training: a fixed budget of iterations, validated every epoch of max(m, 1024) samples
+            parser = load_bundle_parser("train.json", "pretrain.json", **sel)
+            n_train = len(parser.get_parsed_content("train#slices"))
+            epoch_len = max(math.ceil(n_train / 64), math.ceil(1024 / 64))
+            epochs = max(1, round(args.pretrain_iters / epoch_len))
+            t0 = time.time()
+            run_bundle(["train.json", "pretrain.json"], max_epochs=epochs, **sel)
+            t_pre = time.time() - t0
+            pre_ckpt = out_dir / f"pretrain_m{m_arg}_s{seed}" / "models" / "model.pt"
+            pre = score(["train.json", "pretrain.json"], pre_ckpt, **sel)
+            t0 = time.time()
+            run_bundle(["train.json", "train_size.json"], max_epochs=args.size_epochs, learning_rate=args.size_lr,
+                       early_stop_patience=args.patience, num_samples=1, **sel)
+            t_size = time.time() - t0
+            size_ckpt = out_dir / f"size_m{m_arg}_s{seed}_n1" / "models" / "model.pt"
+            post = score(["train.json", "train_size.json"], size_ckpt, **sel)
+            row = dict(m=m_arg, seed=seed, n_annotated=n_train, pre=pre, size=post, t_pre=t_pre, t_size=t_size)
+            print(json.dumps(row), flush=True)
+            results.append(row)
+
+    # n study on the smallest m, seed of the first run
+    n_rows = []
+    if args.n_study:
+        m_arg = args.ms[0]
+        m = None if m_arg == "all" else int(m_arg)
+        sel = dict(base, num_annotated=m, subset_seed=args.seeds[0], seed=args.seeds[0])
+        for n in args.n_study:
+            t0 = time.time()
+            run_bundle(["train.json", "train_size.json"], max_epochs=args.n_study_epochs, learning_rate=args.size_lr,
+                       early_stop_patience=args.n_study_epochs + 1, num_samples=n, **sel)
+            dt = (time.time() - t0) / args.n_study_epochs
+            curve = epochs_log(out_dir / "mlruns.db", f"size_m{m_arg}_s{args.seeds[0]}_n{n}")
+            n_rows.append(dict(n=n, sec_per_epoch=dt, curve=curve))
+            print(json.dumps(n_rows[-1]), flush=True)
+
+    if args.out_json:
+        Path(args.out_json).write_text(json.dumps(dict(results=results, n_study=n_rows), indent=1))
+    text = report(results, n_rows, args, time.time() - t_start)
+    print(text)
+    if args.out_md:
+        Path(args.out_md).write_text(text + "\n")
+    plot(results, n_rows, args.out_png)
+    log_summary(out_dir, args.out_png, args.out_md)
+
+
+def report(results, n_rows, args, total_s) -> str:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    lines = [
+        f"Pre-training: {args.pretrain_iters} iterations of batch 64 (BCE, flips) on m annotated slices; size "
+        f"fine-tuning: Adam {args.size_lr}, n = 1, no augmentation, at most {args.size_epochs} epochs, early stop "
+        f"on validation E (patience {args.patience}). Test: 42 held-out volumes (851 slices). Seeds "
+        f"{args.seeds}; total {total_s / 60:.0f} min.",
+        f"Machine: {machine_line(device)}",
+        "",
+        "| m | test IoU pre-trained | test IoU after size fine-tuning | Δ IoU | test E pre-trained | test E after | issue reference (pre-trained) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ref = {"64": 0.59, "128": 0.65, "256": 0.69, "1024": 0.73, "all": 0.75}
+    for m in dict.fromkeys(r["m"] for r in results):
+        rows = [r for r in results if r["m"] == m]
+        a = np.array([r["pre"]["mean_slice_iou"] for r in rows])
+        b = np.array([r["size"]["mean_slice_iou"] for r in rows])
+        ea = np.array([r["pre"]["size_error"] for r in rows])
+        eb = np.array([r["size"]["size_error"] for r in rows])
+
+        def f(x):
+            return f"{x.mean():.3f}" + (f" ± {x.std():.3f}" if len(x) > 1 else "")
+
+        lines.append(
+            f"| {m} ({rows[0]['n_annotated']}) | {f(a)} | {f(b)} | {(b - a).mean():+.3f} | {f(ea)} | {f(eb)} | "
+            f"{ref.get(m, '')} |"
+        )
+    if n_rows:
+        lines += [
+            "",
+            f"n study (m = {args.ms[0]}, {args.n_study_epochs} fine-tuning epochs each):",
+            "",
+            "| n | s / epoch | validation E per epoch | validation IoU per epoch |",
+            "|---|---|---|---|",
+        ]
+        for r in n_rows:
+            lines.append(
+                f"| {r['n']} | {r['sec_per_epoch']:.1f} | "
+                + ", ".join(f"{c['E']:.2f}" for c in r["curve"])
+                + " | "
+                + ", ".join(f"{c['IoU']:.3f}" for c in r["curve"])
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def plot(results, n_rows, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 if n_rows else 1, figsize=(10 if n_rows else 5, 3.6), squeeze=False)
+    ax = axes[0, 0]
+    ms = list(dict.fromkeys(r["m"] for r in results))
+    x = np.arange(len(ms))
+    for key, label, marker in (("pre", "pre-trained (BCE on m masks)", "o"), ("size", "+ size fine-tuning", "s")):
+        mean = [np.mean([r[key]["mean_slice_iou"] for r in results if r["m"] == m]) for m in ms]
+        std = [np.std([r[key]["mean_slice_iou"] for r in results if r["m"] == m]) for m in ms]
+        ax.errorbar(x, mean, yerr=std, marker=marker, capsize=3, label=label)
+    ax.set_xticks(x, [str(m) for m in ms])
+    ax.set_xlabel("m (annotated slices)")
+    ax.set_ylabel("test mean slice IoU")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if n_rows:
+        ax = axes[0, 1]
+        for r in n_rows:
+            ax.plot([c["epoch"] for c in r["curve"]], [c["E"] for c in r["curve"]], "o-", label=f"n={r['n']}")
+        ax.set_xlabel("fine-tuning epoch")
+        ax.set_ylabel("validation size error E")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def log_summary(out_dir: Path, png: str, md: str | None) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out_dir / 'mlruns.db'}")
+    exp = client.get_experiment_by_name("weakseg_hippocampus")
+    run = client.create_run(exp.experiment_id, run_name="size_protocol_summary", tags={"method": "size_protocol"})
+    client.log_artifact(run.info.run_id, png)
+    if md:
+        client.log_artifact(run.info.run_id, md)
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+
+if __name__ == "__main__":
+    main()
