@@ -53,7 +53,7 @@ def main() -> None:
     parser = load_bundle_parser("train.json", **overrides)
     device = parser.get_parsed_content("device")
     network = parser.get_parsed_content("network_def").to(device)
-    ckpt = Path(args.output) / "output" / "models" / "model.pt"
+    ckpt = Path(args.output) / "output" / "supervised" / "models" / "model.pt"
     network.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
     splits = parser.get_parsed_content("splits")
     res = evaluate_test(network, parser)

@@ -60,7 +60,7 @@ def test_training_on_real_volumes_logs_to_mlflow(tmp_path, hippo_dir):
     png = Path(client.download_artifacts(run.info.run_id, "val_overlays_best.png", str(tmp_path / "dl")))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the best checkpoint is a plain state dict that loads safely
-    sd = torch.load(out / "models" / "model.pt", weights_only=True)
+    sd = torch.load(out / "supervised" / "models" / "model.pt", weights_only=True)
     assert any(k.endswith("weight") for k in sd)
 
 
