@@ -11,10 +11,10 @@ import torch
 from ..conftest import CONFIGS, REPO
 
 
-def run_bundle(workdir: Path, *args: str, config=("train.json",), timeout: int = 600):
+def run_bundle(workdir: Path, *args: str, config=("train.json",), run_id: str = "training", timeout: int = 600):
     configs = "[" + ",".join(f"'{CONFIGS / c}'" for c in config) + "]" if len(config) > 1 else str(CONFIGS / config[0])
     cmd = [
-        sys.executable, "-m", "monai.bundle", "run", "training",
+        sys.executable, "-m", "monai.bundle", "run", run_id,
         "--config_file", configs,
         "--meta_file", str(CONFIGS / "metadata.json"),
         "--logging_file", str(CONFIGS / "logging.conf"),

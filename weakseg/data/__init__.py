@@ -1,5 +1,6 @@
 from weakseg.data.msd import (
     MSDSource,
+    files_datalist,
     load_msd_datalist,
     make_synthetic_msd,
     split_by_volume,
@@ -9,6 +10,7 @@ from weakseg.data.msd import (
 
 __all__ = [
     "MSDSource",
+    "files_datalist",
     "load_msd_datalist",
     "make_synthetic_msd",
     "split_by_volume",

@@ -18,6 +18,7 @@ __all__ = [
     "volumes_to_slices",
     "make_synthetic_msd",
     "telescopic_subset",
+    "files_datalist",
 ]
 
 logger = logging.getLogger("weakseg.data")
@@ -96,6 +97,21 @@ def telescopic_subset(items: Sequence[Any], m: int | None, seed: int = 0) -> lis
         raise ValueError(f"subset size m must be >= 1, got {m}.")
     perm = np.random.RandomState(seed).permutation(len(items))
     return [items[i] for i in sorted(perm[:m])]
+
+
+def files_datalist(files: Sequence[str | os.PathLike], source: str | os.PathLike = "input") -> list[dict[str, str]]:
+    """``[{"image": path}, ...]`` for inference; raises ``FileNotFoundError`` naming ``source`` when empty or a
+    file is missing."""
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    if not files:
+        raise FileNotFoundError(f"no .nii/.nii.gz volumes found in {source}; expected a folder or list of NIfTI files.")
+    out = []
+    for f in files:
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"input volume '{f}' does not exist.")
+        out.append({"image": str(Path(f).resolve())})
+    return out
 
 
 def volumes_to_slices(datalist: Sequence[dict], transform: Callable) -> list[dict]:

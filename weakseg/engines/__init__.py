@@ -1,12 +1,21 @@
 from weakseg.engines.inference import predict_volume
 from weakseg.engines.mlflow import MLflowRunHandler, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
-from weakseg.engines.utils import PrepareBatchKeys, load_pretrained
-from weakseg.engines.visual import LearningCurveHandler, OverlayHandler, default_predict, save_overlay_png
+from weakseg.engines.utils import MetricsJsonHandler, PrepareBatchKeys, load_pretrained
+from weakseg.engines.visual import (
+    LearningCurveHandler,
+    MontageHandler,
+    OverlayHandler,
+    default_predict,
+    save_montage_png,
+    save_overlay_png,
+)
 
 __all__ = [
     "LearningCurveHandler",
     "MLflowRunHandler",
+    "MetricsJsonHandler",
+    "MontageHandler",
     "OverlayHandler",
     "PrepareBatchKeys",
     "ProgressBar",
@@ -15,5 +24,6 @@ __all__ = [
     "flatten_config_params",
     "load_pretrained",
     "predict_volume",
+    "save_montage_png",
     "save_overlay_png",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from monai.utils import CommonKeys
 
-__all__ = ["PrepareBatchKeys", "load_pretrained"]
+__all__ = ["MetricsJsonHandler", "PrepareBatchKeys", "load_pretrained"]
 
 
 class PrepareBatchKeys:
@@ -56,3 +56,53 @@ def load_pretrained(network: torch.nn.Module, path: str | os.PathLike, key: str 
         )
     network.load_state_dict(sd)
     return network
+
+
+class MetricsJsonHandler:
+    """
+    Attach to an evaluator: at completion writes ``output_file`` with the aggregated metrics
+    (``engine.state.metrics``) and, per case, the details saved by MONAI metric handlers
+    (``engine.state.metric_details``) with the source file of each case, written atomically.
+    """
+
+    def __init__(self, output_file: str | os.PathLike, image_key: str = CommonKeys.IMAGE) -> None:
+        self.output_file = output_file
+        self.image_key = image_key
+        self.cases: list[str] = []
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, lambda e: self.cases.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def _collect(self, engine) -> None:
+        batch = engine.state.batch
+        for item in batch if isinstance(batch, list) else [batch]:
+            img = item.get(self.image_key) if isinstance(item, Mapping) else None
+            self.cases.append(str(getattr(img, "meta", {}).get("filename_or_obj", len(self.cases))))
+
+    def __call__(self, engine) -> None:
+        import json
+        from pathlib import Path
+
+        def plain(v):
+            if isinstance(v, torch.Tensor):
+                return v.detach().cpu().tolist()
+            return v
+
+        details = {k: plain(v) for k, v in getattr(engine.state, "metric_details", {}).items()}
+        per_case = []
+        for i, case in enumerate(self.cases):
+            row: dict[str, Any] = {"case": case}
+            for k, v in details.items():
+                if i < len(v):
+                    row[k] = v[i][0] if isinstance(v[i], list) and len(v[i]) == 1 else v[i]
+            per_case.append(row)
+        out = {"metrics": {k: plain(v) for k, v in engine.state.metrics.items()}, "per_case": per_case}
+        path = Path(self.output_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(out, indent=2))
+        os.replace(tmp, path)

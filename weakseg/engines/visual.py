@@ -12,7 +12,14 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["OverlayHandler", "LearningCurveHandler", "save_overlay_png", "default_predict"]
+__all__ = [
+    "OverlayHandler",
+    "LearningCurveHandler",
+    "MontageHandler",
+    "save_overlay_png",
+    "save_montage_png",
+    "default_predict",
+]
 
 logger = logging.getLogger("weakseg.engines")
 
@@ -197,3 +204,56 @@ def _default_loss(output: Any) -> float:
     if isinstance(output, dict):
         output = output["loss"]
     return float(output.item() if isinstance(output, torch.Tensor) else output)
+
+
+def save_montage_png(image: np.ndarray, pred: np.ndarray, path: str | os.PathLike, axis: int = 0, num: int = 8,
+                     title: str = "") -> Path:
+    """
+    A row of ``num`` slices along ``axis`` of a 3D ``image`` (X, Y, Z) with the predicted label ``pred`` drawn in
+    red; slices are spread over the extent of the prediction (over the whole volume when it is empty).
+    """
+    plt = _plt()
+    fg = np.nonzero(np.moveaxis(pred, axis, 0).reshape(pred.shape[axis], -1).any(1))[0]
+    lo, hi = (fg.min(), fg.max()) if fg.size else (0, pred.shape[axis] - 1)
+    idx = np.unique(np.linspace(lo, hi, num).round().astype(int))
+    fig, axes = plt.subplots(1, len(idx), figsize=(1.6 * len(idx), 2.4), squeeze=False)
+    for a, i in zip(axes[0], idx):
+        img, lab = np.take(image, i, axis=axis), np.take(pred, i, axis=axis)
+        a.imshow(img, cmap="gray", interpolation="nearest")
+        if lab.any():
+            a.contour(lab, levels=[0.5], colors="red", linewidths=0.8)
+        a.set_title(f"slice {i}", fontsize=7)
+        a.set_xticks([])
+        a.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=8)
+    _atomic_savefig(fig, Path(path))
+    plt.close(fig)
+    return Path(path)
+
+
+class MontageHandler:
+    """
+    Attach to an inference evaluator: after every iteration writes ``<output_dir>/<case>_montage.png`` for each
+    volume of the batch (``image_key`` input, ``pred_key`` label), see :func:`save_montage_png`.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, image_key: str = "image", pred_key: str = "pred",
+                 axis: int = 0, num_slices: int = 8) -> None:
+        self.output_dir = Path(output_dir)
+        self.image_key, self.pred_key = image_key, pred_key
+        self.axis, self.num_slices = axis, num_slices
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        out = engine.state.output
+        for item in out if isinstance(out, list) else [out]:
+            img, pred = item[self.image_key], item[self.pred_key]
+            name = Path(str(getattr(img, "meta", {}).get("filename_or_obj", f"case_{engine.state.iteration}"))).name
+            stem = name.split(".nii")[0]
+            save_montage_png(
+                torch.as_tensor(img)[0].cpu().numpy(), torch.as_tensor(pred)[0].cpu().numpy() > 0.5,
+                self.output_dir / f"{stem}_montage.png", self.axis, self.num_slices, title=name,
+            )
