@@ -82,3 +82,31 @@ def test_evaluate_all_cases_of_a_folder(tmp_path, hippo_dir, trained):
     assert run.info.status == "FINISHED" and run.data.params["eval_split"] == "all"
     assert run.data.metrics["test_dice3d"] == pytest.approx(res["metrics"]["test_dice3d"])
     assert "metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_verify_and_torchscript_export(tmp_path, trained):
+    import subprocess
+    import sys
+
+    import torch
+    from monai.bundle import ConfigParser
+
+    from ..conftest import CONFIGS, REPO
+
+    common = ["--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "train.json")]
+    v = subprocess.run([sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", *common],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert v.returncode == 0 and "verified with no error" in v.stdout + v.stderr, v.stderr[-2000:]
+    ts = tmp_path / "model.ts"
+    e = subprocess.run([sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
+                        "--ckpt_file", str(trained), *common], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert e.returncode == 0, e.stderr[-2000:]
+    scripted = torch.jit.load(str(ts))
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(trained, weights_only=True))
+    net.eval()
+    x = torch.randn(3, 1, 48, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x))
