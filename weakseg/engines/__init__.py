@@ -1,6 +1,7 @@
 from weakseg.engines.inference import predict_volume
 from weakseg.engines.mlflow import MLflowRunHandler, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
+from weakseg.engines.resume import ResumeHandler
 from weakseg.engines.utils import MetricsJsonHandler, PrepareBatchKeys, load_pretrained
 from weakseg.engines.visual import (
     LearningCurveHandler,
@@ -19,6 +20,7 @@ __all__ = [
     "OverlayHandler",
     "PrepareBatchKeys",
     "ProgressBar",
+    "ResumeHandler",
     "default_predict",
     "find_bundle_parser",
     "flatten_config_params",

@@ -96,7 +96,11 @@ class MLflowRunHandler(MLFlowHandler):
       (``params_skip`` lists config ids to leave out, e.g. long transform lists);
     - on an exception in the engine the run is ended as ``FAILED`` after logging whatever artifacts exist
       (so a crash never leaves a run ``RUNNING``); an interpreter exit with the run still open (Ctrl-C) ends it
-      as ``KILLED``.
+      as ``KILLED``;
+    - ``stale_tag`` (e.g. ``"run_dir"``): when a run starts, earlier runs of the experiment still ``RUNNING``
+      with the same value of that tag (a process killed with SIGKILL, which no handler can catch) are ended as
+      ``KILLED`` and tagged ``ended_by_run``. A resumed training therefore starts a new MLflow run and closes
+      the killed one.
 
     Attach it to the trainer *before* any other handler so that its ``EXCEPTION_RAISED`` callback runs first:
     ignite only reaches the first of several exception handlers that re-raise.
@@ -109,9 +113,11 @@ class MLflowRunHandler(MLFlowHandler):
         log_bundle_config: bool = False,
         config_dir: str | os.PathLike | None = None,
         params_skip: Sequence[str] = (),
+        stale_tag: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.stale_tag = stale_tag
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.log_bundle_config = log_bundle_config
         self.config_dir = Path(config_dir) if config_dir else None
@@ -133,11 +139,24 @@ class MLflowRunHandler(MLFlowHandler):
         run_id = self.cur_run.info.run_id
         for k, v in self.tags.items():
             self.client.set_tag(run_id, k, v)
+        if self.stale_tag and self.stale_tag in self.tags:
+            self._end_stale_runs(run_id, self.stale_tag, self.tags[self.stale_tag])
         if self.log_bundle_config:
             self._log_bundle_config(run_id)
         if not self._atexit_registered:
             atexit.register(self._end_at_exit)
             self._atexit_registered = True
+
+    def _end_stale_runs(self, run_id: str, tag: str, value: str) -> None:
+        runs = self.client.search_runs(
+            [self.experiment.experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.{tag} = '{value}'"
+        )
+        for r in runs:
+            if r.info.run_id != run_id:
+                logger.warning("MLflow run %s (%s) was left RUNNING by a killed process: marking it KILLED",
+                               r.info.run_id, r.info.run_name)
+                self.client.set_tag(r.info.run_id, "ended_by_run", run_id)
+                self.client.set_terminated(r.info.run_id, "KILLED")
 
     def _log_bundle_config(self, run_id: str) -> None:
         parser = find_bundle_parser()

@@ -1,0 +1,51 @@
+"""Kill a training run with SIGKILL, resume it, and finish with the configured number of epochs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from ..conftest import CONFIGS, REPO
+from .test_train_bundle import mlflow_runs, run_bundle
+
+
+def test_sigkill_then_resume(tmp_path, hippo_dir):
+    args = ["--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "6",
+            "--max_train_volumes", "6", "--max_val_volumes", "2"]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(CONFIGS / "train.json"),
+           "--bundle_root", str(tmp_path), *args]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = tmp_path / "output" / "supervised" / "models" / "checkpoint_last.pt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "no checkpoint"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    tr = torch.load(last, weights_only=True)["trainer"]  # ignite keeps iteration and epoch_length
+    killed_at = tr["iteration"] // tr["epoch_length"]
+    assert 1 <= killed_at < 6
+    _, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
+    assert [r.info.status for r in runs] == ["RUNNING"]  # what SIGKILL leaves behind
+
+    res = run_bundle(tmp_path, *args, "--resume", "True")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed from" in res.stdout + res.stderr
+
+    state = torch.load(last, weights_only=True)
+    assert state["trainer"]["iteration"] == 6 * state["trainer"]["epoch_length"]
+    assert set(state) == {"model", "optimizer", "trainer"}
+    client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
+    by_status = {r.info.status: r for r in runs}
+    assert set(by_status) == {"KILLED", "FINISHED"}
+    new = by_status["FINISHED"]
+    assert by_status["KILLED"].data.tags["ended_by_run"] == new.info.run_id
+    assert new.data.tags["resumed"] == "True"
+    steps = sorted(m.step for m in client.get_metric_history(new.info.run_id, "val_mean_dice"))
+    assert steps[-1] == 6 and steps[0] > 1  # continued, not restarted
+    old = sorted(m.step for m in client.get_metric_history(by_status["KILLED"].info.run_id, "val_mean_dice"))
+    assert set(old) | set(steps) >= set(range(1, 7))
