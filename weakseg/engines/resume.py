@@ -27,6 +27,7 @@ class ResumeHandler:
 
     The trainer is added to the saved objects at ``attach`` time, so a bundle config needs no circular
     reference from a handler to its own trainer. Loading uses ``torch.load(..., weights_only=True)``.
+    ``save=False`` only loads (the non-zero ranks of a distributed run).
     """
 
     def __init__(
@@ -36,12 +37,14 @@ class ResumeHandler:
         resume: bool = False,
         filename: str = "checkpoint_last.pt",
         save_interval: int = 1,
+        save: bool = True,
     ) -> None:
         self.save_dir = Path(save_dir)
         self.save_dict = dict(save_dict)
         self.resume = bool(resume)
         self.filename = filename
         self.save_interval = int(save_interval)
+        self.do_save = bool(save)
 
     @property
     def path(self) -> Path:
@@ -49,7 +52,8 @@ class ResumeHandler:
 
     def attach(self, engine: Engine) -> None:
         self.to_save = {**self.save_dict, "trainer": engine}
-        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
+        if self.do_save:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load)
 

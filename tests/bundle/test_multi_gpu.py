@@ -1,0 +1,39 @@
+"""multi_gpu_train.json under torchrun: 2 processes on CPU (gloo), DistributedSampler, MLflow only on rank 0."""
+
+import math
+import os
+import re
+import subprocess
+import sys
+
+from monai.bundle import ConfigParser
+
+from ..conftest import CONFIGS, REPO
+from .test_train_bundle import mlflow_runs
+
+
+def test_torchrun_two_processes(tmp_path, hippo_dir):
+    epochs, vols = 2, 8
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", "29533",
+           "-m", "monai.bundle", "run", "training",
+           "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
+           "--bundle_root", str(tmp_path), "--dataset_dir", str(hippo_dir), "--download", "False",
+           "--max_epochs", str(epochs), "--max_train_volumes", str(vols), "--max_val_volumes", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"dataset_dir": str(hippo_dir), "download": False, "max_train_volumes": vols})
+    n = len(parser.get_parsed_content("train#slices"))
+    per_rank = math.ceil(n / 2)  # DistributedSampler(even_divisible=True)
+    expected = epochs * math.ceil(per_rank / 64)
+    steps = {int(r): int(s) for r, s in re.findall(r"rank (\d) finished: (\d+) optimisation steps", out)}
+    assert steps == {0: expected, 1: expected}
+
+    client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert len(client.get_metric_history(runs[0].info.run_id, "train_loss")) == expected
+    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "val_mean_dice")) == [1, 2]
