@@ -10,15 +10,6 @@ import pytest
 from .test_train_bundle import mlflow_runs, run_bundle
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, hippo_dir):
-    root = tmp_path_factory.mktemp("trained")
-    proc = run_bundle(root, "--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "2",
-                      "--max_train_volumes", "10", "--max_val_volumes", "2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return root / "output" / "supervised" / "models" / "model.pt"
-
-
 def test_inference_writes_aligned_label_volumes(tmp_path, hippo_dir, trained):
     inp = tmp_path / "in"
     inp.mkdir()

@@ -1,4 +1,5 @@
 from weakseg.data.msd import (
+    CheckedDataset,
     MSDSource,
     files_datalist,
     load_msd_datalist,
@@ -9,6 +10,7 @@ from weakseg.data.msd import (
 )
 
 __all__ = [
+    "CheckedDataset",
     "MSDSource",
     "files_datalist",
     "load_msd_datalist",

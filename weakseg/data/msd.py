@@ -19,6 +19,7 @@ __all__ = [
     "make_synthetic_msd",
     "telescopic_subset",
     "files_datalist",
+    "CheckedDataset",
 ]
 
 logger = logging.getLogger("weakseg.data")
@@ -114,24 +115,64 @@ def files_datalist(files: Sequence[str | os.PathLike], source: str | os.PathLike
     return out
 
 
+def _root_cause(e: BaseException) -> BaseException:
+    while e.__cause__ is not None:
+        e = e.__cause__
+    return e
+
+
+def _files(item: Any) -> str:
+    if isinstance(item, dict):
+        return ", ".join(f"{k}={v}" for k, v in item.items() if isinstance(v, (str, os.PathLike)))
+    return str(item)
+
+
+class CheckedDataset:
+    """
+    MONAI ``Dataset`` whose errors name the files of the failing item and the root cause (MONAI wraps transform
+    errors in long "applying transform" chains), e.g. for a truncated ``.nii.gz`` during inference.
+    """
+
+    def __new__(cls, data: Sequence, transform: Callable | None = None):
+        from monai.data import Dataset
+
+        class _Checked(Dataset):
+            def _transform(self, index: int):
+                try:
+                    return super()._transform(index)
+                except Exception as e:
+                    root = _root_cause(e)
+                    raise RuntimeError(
+                        f"failed to load ({_files(self.data[index])}): {type(root).__name__}: {root}"
+                    ) from e
+
+        return _Checked(data=data, transform=transform)
+
+
 def volumes_to_slices(datalist: Sequence[dict], transform: Callable) -> list[dict]:
     """
     Apply a volume-level ``transform`` that ends with :py:class:`weakseg.transforms.SliceVolumed` to every volume
     and flatten the results into one list of slice dictionaries (kept in memory: the MSD volumes are small).
 
-    Any failure is re-raised naming the volume's files, before training starts.
+    Any failure is re-raised naming the volume's files, before training starts. A volume that gives no slice
+    (e.g. an all-background label) is named in a warning; no slice at all from a non-empty list is an error.
     """
     slices: list[dict] = []
     for item in datalist:
         try:
             out = transform(dict(item))
         except Exception as e:  # name the files and the root cause: MONAI wraps errors in "applying transform"
-            root = e
-            while root.__cause__ is not None:
-                root = root.__cause__
-            files = ", ".join(f"{k}={v}" for k, v in item.items() if isinstance(v, str))
-            raise RuntimeError(f"failed to prepare volume ({files}): {type(root).__name__}: {root}") from e
-        slices.extend(out if isinstance(out, list) else [out])
+            root = _root_cause(e)
+            raise RuntimeError(f"failed to prepare volume ({_files(item)}): {type(root).__name__}: {root}") from e
+        out = out if isinstance(out, list) else [out]
+        if not out:
+            logger.warning("volume %s gives no slice (no slice with enough foreground)", item.get("label", item))
+        slices.extend(out)
+    if datalist and not slices:
+        raise ValueError(
+            f"none of the {len(datalist)} volumes gives a slice with enough foreground (e.g. "
+            f"{datalist[0].get('label', datalist[0])}); check the labels or lower min_foreground."
+        )
     return slices
 
 

@@ -2,7 +2,7 @@ from weakseg.engines.inference import predict_volume
 from weakseg.engines.mlflow import MLflowRunHandler, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
 from weakseg.engines.resume import ResumeHandler
-from weakseg.engines.utils import MetricsJsonHandler, PrepareBatchKeys, load_pretrained
+from weakseg.engines.utils import MetricsJsonHandler, PrepareBatchKeys, ensure_writable_dir, load_pretrained
 from weakseg.engines.visual import (
     LearningCurveHandler,
     MontageHandler,
@@ -22,6 +22,7 @@ __all__ = [
     "ProgressBar",
     "ResumeHandler",
     "default_predict",
+    "ensure_writable_dir",
     "find_bundle_parser",
     "flatten_config_params",
     "load_pretrained",

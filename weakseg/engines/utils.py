@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from monai.utils import CommonKeys
 
-__all__ = ["MetricsJsonHandler", "PrepareBatchKeys", "load_pretrained"]
+__all__ = ["MetricsJsonHandler", "PrepareBatchKeys", "ensure_writable_dir", "load_pretrained"]
 
 
 class PrepareBatchKeys:
@@ -106,3 +106,16 @@ class MetricsJsonHandler:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(out, indent=2))
         os.replace(tmp, path)
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory") -> str:
+    """Create ``path`` if needed and check that a file can be written there; a clear ``OSError`` otherwise."""
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_"):
+            pass
+    except OSError as e:
+        raise OSError(f"{what} '{path}' is not writable: {e}") from e
+    return str(path)

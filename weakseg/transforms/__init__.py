@@ -1,4 +1,11 @@
-from weakseg.transforms.labels import CheckFinite, CheckFinited, MergeLabels, MergeLabelsd
+from weakseg.transforms.labels import (
+    CheckChannels,
+    CheckChannelsd,
+    CheckFinite,
+    CheckFinited,
+    MergeLabels,
+    MergeLabelsd,
+)
 from weakseg.transforms.size import (
     SizeFromMask,
     SizeFromMaskd,
@@ -9,6 +16,8 @@ from weakseg.transforms.size import (
 from weakseg.transforms.slicing import SliceVolume, SliceVolumed, source_name
 
 __all__ = [
+    "CheckChannels",
+    "CheckChannelsd",
     "CheckFinite",
     "CheckFinited",
     "MergeLabels",

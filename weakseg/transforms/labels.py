@@ -12,7 +12,7 @@ from monai.transforms import MapTransform, Transform
 
 from weakseg.transforms.slicing import source_name
 
-__all__ = ["MergeLabels", "MergeLabelsd", "CheckFinite", "CheckFinited"]
+__all__ = ["MergeLabels", "MergeLabelsd", "CheckFinite", "CheckFinited", "CheckChannels", "CheckChannelsd"]
 
 
 class MergeLabels(Transform):
@@ -80,6 +80,37 @@ class CheckFinited(MapTransform):
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.checker = CheckFinite()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.checker(d[key])
+        return d
+
+
+class CheckChannels(Transform):
+    """Raise ``ValueError`` naming the source when a channel-first array does not have ``num_channels`` channels."""
+
+    backend = ["torch", "numpy"]
+
+    def __init__(self, num_channels: int) -> None:
+        self.num_channels = int(num_channels)
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        if img.shape[0] != self.num_channels:
+            raise ValueError(
+                f"CheckChannels: {source_name(img, '<array>')} has {img.shape[0]} channel(s) (shape "
+                f"{tuple(img.shape)}); the network expects {self.num_channels}."
+            )
+        return img
+
+
+class CheckChannelsd(MapTransform):
+    """Dictionary version of :py:class:`CheckChannels`."""
+
+    def __init__(self, keys: KeysCollection, num_channels: int, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.checker = CheckChannels(num_channels)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
