@@ -20,6 +20,33 @@ CONFIGS = REPO / "bundle" / "configs"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "Task04_Hippocampus"
 
 
+def bench_args(doc: str, device_arg: bool = True):
+    """The options every benchmark takes: --dataset_dir, --out_md and (speed benchmarks) --device."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset_dir", default=str(DEFAULT_DATA))
+    ap.add_argument("--out_md", default=None, help="also write the markdown table to this file")
+    if device_arg:
+        ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return ap
+
+
+def device_sync(device: torch.device):
+    """(device, a function that waits for the device's queued work)"""
+    device = torch.device(device)
+    return device, (torch.cuda.synchronize if device.type == "cuda" else (lambda: None))
+
+
+def emit(lines: list[str], out_md: str | None) -> str:
+    """Print the markdown lines and write them to ``out_md`` when given."""
+    text = "\n".join(lines)
+    print(text)
+    if out_md:
+        Path(out_md).write_text(text + "\n")
+    return text
+
+
 def machine_line(device: torch.device) -> str:
     import monai
 

@@ -11,7 +11,6 @@ End-to-end supervised epoch vs pure model time, and inference throughput, measur
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,18 +18,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_DATA, load_bundle_parser, machine_line  # noqa: E402
+from common import bench_args, device_sync, emit, load_bundle_parser, machine_line  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset_dir", default=str(DEFAULT_DATA))
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap = bench_args(__doc__)
     ap.add_argument("--num_workers", type=int, default=0)
-    ap.add_argument("--out_md", default=None)
     args = ap.parse_args()
-    device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    device, sync = device_sync(args.device)
 
     parser = load_bundle_parser("train.json", "inference.json", dataset_dir=args.dataset_dir, download=False,
                                 device=f"$torch.device('{device}')", num_workers=args.num_workers,
@@ -81,10 +76,7 @@ def main() -> None:
         f"| inference, {n_vol} imagesTs volumes (load, normalise, SliceInferer, threshold) | "
         f"{t_inf:.1f} s = {n_vol / t_inf:.2f} volumes/s |",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out_md:
-        Path(args.out_md).write_text(text + "\n")
+    emit(lines, args.out_md)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ weakseg_hippocampus, run "size_protocol_summary").
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONFIGS, DEFAULT_DATA, REPO, evaluate_test, load_bundle_parser, machine_line  # noqa: E402
+from common import CONFIGS, REPO, bench_args, emit, evaluate_test, load_bundle_parser, machine_line  # noqa: E402
 
 
 def run_bundle(configs: list[str], **overrides) -> None:
@@ -63,8 +62,7 @@ def epochs_log(db: Path, run_name_prefix: str) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset_dir", default=str(DEFAULT_DATA))
+    ap = bench_args(__doc__, device_arg=False)
     ap.add_argument("--ms", nargs="+", default=["64", "256", "1024", "all"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--pretrain_iters", type=int, default=400)
@@ -74,7 +72,6 @@ def main() -> None:
     ap.add_argument("--n_study", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--n_study_epochs", type=int, default=3)
     ap.add_argument("--output", default=str(REPO / "benchmarks" / "output" / "size"))
-    ap.add_argument("--out_md", default=None)
     ap.add_argument("--out_png", default=str(REPO / "benchmarks" / "size_fig7.png"))
     ap.add_argument("--out_json", default=None)
     args = ap.parse_args()
@@ -124,10 +121,7 @@ def main() -> None:
 
     if args.out_json:
         Path(args.out_json).write_text(json.dumps(dict(results=results, n_study=n_rows), indent=1))
-    text = report(results, n_rows, args, time.time() - t_start)
-    print(text)
-    if args.out_md:
-        Path(args.out_md).write_text(text + "\n")
+    emit(report(results, n_rows, args, time.time() - t_start), args.out_md)
     plot(results, n_rows, args.out_png)
     log_summary(out_dir, args.out_png, args.out_md)
 
@@ -175,7 +169,7 @@ def report(results, n_rows, args, total_s) -> str:
                 + ", ".join(f"{c['IoU']:.3f}" for c in r["curve"])
                 + " |"
             )
-    return "\n".join(lines)
+    return lines
 
 
 def plot(results, n_rows, path) -> None:

@@ -11,7 +11,6 @@ Speed of the size machinery, ratios measured in one run on real hippocampus mask
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ import scipy.ndimage as ndi
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_DATA, load_bundle_parser, machine_line  # noqa: E402
+from common import bench_args, device_sync, emit, load_bundle_parser, machine_line  # noqa: E402
 
 import weakseg  # noqa: E402
 from weakseg.losses import SizeLoss  # noqa: E402
@@ -42,14 +41,10 @@ def timeit(fn, reps: int, sync) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset_dir", default=str(DEFAULT_DATA))
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap = bench_args(__doc__)
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--out_md", default=None)
     args = ap.parse_args()
-    device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    device, sync = device_sync(args.device)
 
     parser = load_bundle_parser("train.json", dataset_dir=args.dataset_dir, download=False)
     splits = parser.get_parsed_content("splits")
@@ -105,10 +100,7 @@ def main() -> None:
     ]
     for k, t in step_t.items():
         lines.append(f"| {k} | {t * 1e3:.0f} ms | {t / step_t['BCE']:.2f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out_md:
-        Path(args.out_md).write_text(text + "\n")
+    emit(lines, args.out_md)
 
 
 if __name__ == "__main__":

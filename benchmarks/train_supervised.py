@@ -10,7 +10,6 @@ Prints a markdown table (also written to --out_md): mean slice IoU, pooled IoU /
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,16 +17,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONFIGS, DEFAULT_DATA, REPO, evaluate_test, load_bundle_parser, machine_line  # noqa: E402
+from common import CONFIGS, REPO, bench_args, emit, evaluate_test, load_bundle_parser, machine_line  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset_dir", default=str(DEFAULT_DATA))
+    ap = bench_args(__doc__, device_arg=False)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=str(REPO / "benchmarks" / "output" / "supervised"))
-    ap.add_argument("--out_md", default=None)
     args = ap.parse_args()
 
     from monai.bundle import run
@@ -70,10 +67,7 @@ def main() -> None:
         f"{res['dice3d_mean']:.3f} ± {res['dice3d_std']:.3f} ({res['num_volumes']}) |",
         "| reference (issue) | 0.755 | 0.80 | 0.89 | |",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out_md:
-        Path(args.out_md).write_text(text + "\n")
+    emit(lines, args.out_md)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Bad input through the bundle commands: each gives a clear error naming the file or key, leaves no partial
 output and no RUNNING MLflow run; the same seed gives the same metrics twice."""
 
-import gzip
 import json
 import shutil
 

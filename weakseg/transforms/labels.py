@@ -15,6 +15,18 @@ from weakseg.transforms.slicing import source_name
 __all__ = ["MergeLabels", "MergeLabelsd", "CheckFinite", "CheckFinited", "CheckChannels", "CheckChannelsd"]
 
 
+class _ArrayMapTransform(MapTransform):
+    """Dictionary version of an array transform ``self.transform``: applies it to every key."""
+
+    transform: Transform
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
+        return d
+
+
 class MergeLabels(Transform):
     """
     Map label values through ``mapping`` (e.g. hippocampus ``{0: 0, 1: 1, 2: 1}`` -> binary).
@@ -48,18 +60,12 @@ class MergeLabels(Transform):
         return out
 
 
-class MergeLabelsd(MapTransform):
+class MergeLabelsd(_ArrayMapTransform):
     """Dictionary version of :py:class:`MergeLabels`."""
 
     def __init__(self, keys: KeysCollection, mapping: Mapping[int, int], allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.merger = MergeLabels(mapping)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.merger(d[key])
-        return d
+        self.transform = MergeLabels(mapping)
 
 
 class CheckFinite(Transform):
@@ -74,18 +80,12 @@ class CheckFinite(Transform):
         return img
 
 
-class CheckFinited(MapTransform):
+class CheckFinited(_ArrayMapTransform):
     """Dictionary version of :py:class:`CheckFinite`."""
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.checker = CheckFinite()
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.checker(d[key])
-        return d
+        self.transform = CheckFinite()
 
 
 class CheckChannels(Transform):
@@ -105,15 +105,9 @@ class CheckChannels(Transform):
         return img
 
 
-class CheckChannelsd(MapTransform):
+class CheckChannelsd(_ArrayMapTransform):
     """Dictionary version of :py:class:`CheckChannels`."""
 
     def __init__(self, keys: KeysCollection, num_channels: int, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.checker = CheckChannels(num_channels)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.checker(d[key])
-        return d
+        self.transform = CheckChannels(num_channels)
