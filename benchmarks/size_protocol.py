@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--output", default=str(REPO / "benchmarks" / "output" / "size"))
     ap.add_argument("--out_png", default=str(REPO / "benchmarks" / "size_fig7.png"))
     ap.add_argument("--out_json", default=None)
+    ap.add_argument("--reuse", action="store_true", help="skip a stage whose checkpoint already exists in --output")
     args = ap.parse_args()
 
     base = dict(bundle_root=args.output, dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False)
@@ -89,16 +90,18 @@ def main() -> None:
             n_train = len(parser.get_parsed_content("train#slices"))
             epoch_len = max(math.ceil(n_train / 64), math.ceil(1024 / 64))
             epochs = max(1, round(args.pretrain_iters / epoch_len))
-            t0 = time.time()
-            run_bundle(["train.json", "pretrain.json"], max_epochs=epochs, **sel)
-            t_pre = time.time() - t0
             pre_ckpt = out_dir / f"pretrain_m{m_arg}_s{seed}" / "models" / "model.pt"
-            pre = score(["train.json", "pretrain.json"], pre_ckpt, **sel)
             t0 = time.time()
-            run_bundle(["train.json", "train_size.json"], max_epochs=args.size_epochs, learning_rate=args.size_lr,
-                       early_stop_patience=args.patience, num_samples=1, **sel)
-            t_size = time.time() - t0
+            if not (args.reuse and pre_ckpt.exists()):
+                run_bundle(["train.json", "pretrain.json"], max_epochs=epochs, **sel)
+            t_pre = time.time() - t0
+            pre = score(["train.json", "pretrain.json"], pre_ckpt, **sel)
             size_ckpt = out_dir / f"size_m{m_arg}_s{seed}_n1" / "models" / "model.pt"
+            t0 = time.time()
+            if not (args.reuse and size_ckpt.exists()):
+                run_bundle(["train.json", "train_size.json"], max_epochs=args.size_epochs, learning_rate=args.size_lr,
+                           early_stop_patience=args.patience, num_samples=1, **sel)
+            t_size = time.time() - t0
             post = score(["train.json", "train_size.json"], size_ckpt, **sel)
             row = dict(m=m_arg, seed=seed, n_annotated=n_train, pre=pre, size=post, t_pre=t_pre, t_size=t_size)
             print(json.dumps(row), flush=True)
