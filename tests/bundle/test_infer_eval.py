@@ -101,3 +101,12 @@ def test_verify_and_torchscript_export(tmp_path, trained):
     x = torch.randn(3, 1, 48, 32)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x))
+
+
+def test_evaluate_on_top_of_the_size_config(tmp_path, hippo_dir, trained):
+    proc = run_bundle(tmp_path, "--dataset_dir", str(hippo_dir), "--download", "False", "--eval_split", "val",
+                      "--ckpt_path", str(trained), config=("train.json", "train_size.json", "evaluate.json"),
+                      run_id="evaluating")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "output" / "size_m64_s0_n1" / "eval_val" / "metrics.json").read_text())
+    assert len(res["per_case"]) == 21 and 0 <= res["metrics"]["test_dice3d"] <= 1
