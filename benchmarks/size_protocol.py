@@ -75,15 +75,18 @@ def main() -> None:
     ap.add_argument("--out_png", default=str(REPO / "benchmarks" / "size_fig7.png"))
     ap.add_argument("--out_json", default=None)
     ap.add_argument("--reuse", action="store_true", help="skip a stage whose checkpoint already exists in --output")
+    ap.add_argument("--extra_results", default=None, help="JSON lines of rows from an earlier run to include")
     args = ap.parse_args()
 
     base = dict(bundle_root=args.output, dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False)
     out_dir = Path(args.output) / "output"
     results = []
+    if args.extra_results:
+        results = [json.loads(line) for line in Path(args.extra_results).read_text().splitlines() if line.strip()]
     t_start = time.time()
     for seed in args.seeds:
         for m_arg in args.ms:
-            m = None if m_arg == "all" else int(m_arg)
+            m = "all" if m_arg == "all" else int(m_arg)
             sel = dict(base, num_annotated=m, subset_seed=seed, seed=seed)
             # pre-training: a fixed budget of iterations, validated every epoch of max(m, 1024) samples
             parser = load_bundle_parser("train.json", "pretrain.json", **sel)
@@ -111,7 +114,7 @@ def main() -> None:
     n_rows = []
     if args.n_study:
         m_arg = args.ms[0]
-        m = None if m_arg == "all" else int(m_arg)
+        m = "all" if m_arg == "all" else int(m_arg)
         sel = dict(base, num_annotated=m, subset_seed=args.seeds[0], seed=args.seeds[0])
         for n in args.n_study:
             t0 = time.time()
@@ -129,7 +132,11 @@ def main() -> None:
     log_summary(out_dir, args.out_png, args.out_md)
 
 
-def report(results, n_rows, args, total_s) -> str:
+def m_order(results) -> list[str]:
+    return sorted(dict.fromkeys(r["m"] for r in results), key=lambda m: float("inf") if m == "all" else int(m))
+
+
+def report(results, n_rows, args, total_s) -> list[str]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     lines = [
         f"Pre-training: {args.pretrain_iters} iterations of batch 64 (BCE, flips) on m annotated slices; size "
@@ -142,7 +149,7 @@ def report(results, n_rows, args, total_s) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     ref = {"64": 0.59, "128": 0.65, "256": 0.69, "1024": 0.73, "all": 0.75}
-    for m in dict.fromkeys(r["m"] for r in results):
+    for m in m_order(results):
         rows = [r for r in results if r["m"] == m]
         a = np.array([r["pre"]["mean_slice_iou"] for r in rows])
         b = np.array([r["size"]["mean_slice_iou"] for r in rows])
@@ -183,7 +190,7 @@ def plot(results, n_rows, path) -> None:
 
     fig, axes = plt.subplots(1, 2 if n_rows else 1, figsize=(10 if n_rows else 5, 3.6), squeeze=False)
     ax = axes[0, 0]
-    ms = list(dict.fromkeys(r["m"] for r in results))
+    ms = m_order(results)
     x = np.arange(len(ms))
     for key, label, marker in (("pre", "pre-trained (BCE on m masks)", "o"), ("size", "+ size fine-tuning", "s")):
         mean = [np.mean([r[key]["mean_slice_iou"] for r in results if r["m"] == m]) for m in ms]

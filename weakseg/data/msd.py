@@ -87,12 +87,17 @@ def split_by_volume(
     return {k: [order[i] for i in sorted(v)] for k, v in idx.items()}
 
 
-def telescopic_subset(items: Sequence[Any], m: int | None, seed: int = 0) -> list[Any]:
+def telescopic_subset(items: Sequence[Any], m: int | str | None, seed: int = 0) -> list[Any]:
     """
     The first ``m`` items of a seeded permutation of ``items``: for the same seed the ``m``-subset is contained
-    in the ``2m``-subset (nested, "telescopic" subsets). ``m=None`` or ``m >= len(items)`` returns all items.
+    in the ``2m``-subset (nested, "telescopic" subsets). ``m`` = ``"all"``, ``None`` or ``>= len(items)`` returns
+    all items.
     """
-    if m is None or m >= len(items):
+    if m is None or m == "all":
+        return list(items)
+    if not isinstance(m, int):
+        raise ValueError(f"subset size m must be an integer or 'all', got {m!r}.")
+    if m >= len(items):
         return list(items)
     if m < 1:
         raise ValueError(f"subset size m must be >= 1, got {m}.")
