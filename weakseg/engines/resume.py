@@ -25,7 +25,8 @@ class ResumeHandler:
     present, the states are restored when the trainer starts, so the run continues at the next epoch up to the
     configured ``max_epochs``; without the file it starts from scratch and says so.
 
-    The trainer is added to the saved objects at ``attach`` time, so a bundle config needs no circular
+    List it after the ``ValidationHandler`` so that a saved epoch always has its validation logged; its loading
+    runs first at start whatever the order. The trainer is added to the saved objects at ``attach`` time, so a bundle config needs no circular
     reference from a handler to its own trainer. Loading uses ``torch.load(..., weights_only=True)``.
     ``save=False`` only loads (the non-zero ranks of a distributed run).
     """
@@ -56,6 +57,8 @@ class ResumeHandler:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load)
+            handlers = engine._event_handlers[Events.STARTED]  # load before anything else runs at start
+            handlers.insert(0, handlers.pop())
 
     def save(self, engine: Engine) -> None:
         self.save_dir.mkdir(parents=True, exist_ok=True)
