@@ -67,14 +67,14 @@ def flatten_config_params(config: Mapping, prefix: str = "", skip: Sequence[str]
                 return ref
         return node
 
-    def walk(node: Any, key: str, depth: int) -> None:
+    def walk(node: Any, key: str) -> None:
         if any(key == s or key.startswith(s + ".") for s in skip):
             return
         if isinstance(node, str) and node.startswith("@"):
             node = lookup(node[1:])
         if isinstance(node, Mapping):
             for k, v in node.items():
-                walk(v, f"{key}.{k}" if key else str(k), depth + 1)
+                walk(v, f"{key}.{k}" if key else str(k))
         elif isinstance(node, list) and all(_is_literal(x) for x in node) and len(node) <= 16:
             out[key] = json.dumps(node)
         elif node is None or _is_literal(node):
@@ -82,7 +82,7 @@ def flatten_config_params(config: Mapping, prefix: str = "", skip: Sequence[str]
         elif isinstance(node, str):  # expression
             out[key] = node[:500]
 
-    walk(config, prefix, 0)
+    walk(config, prefix)
     return {k: v for k, v in out.items() if k and len(k) <= 250}
 
 
