@@ -47,6 +47,15 @@ def _atomic_savefig(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _finish(fig, path: str | os.PathLike, title: str, fontsize: int) -> Path:
+    """Title, atomic save and close of a figure; returns the path."""
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
+    _atomic_savefig(fig, Path(path))
+    _plt().close(fig)
+    return Path(path)
+
+
 def save_overlay_png(
     images: np.ndarray, labels: np.ndarray, preds: np.ndarray, path: str | os.PathLike, title: str = ""
 ) -> Path:
@@ -71,11 +80,7 @@ def save_overlay_png(
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(name, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    _atomic_savefig(fig, Path(path))
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, path, title, 10)
 
 
 class OverlayHandler:
@@ -225,11 +230,7 @@ def save_montage_png(image: np.ndarray, pred: np.ndarray, path: str | os.PathLik
         a.set_title(f"slice {i}", fontsize=7)
         a.set_xticks([])
         a.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=8)
-    _atomic_savefig(fig, Path(path))
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, path, title, 8)
 
 
 class MontageHandler:
