@@ -27,6 +27,7 @@ setup(
         "fire",
         "tqdm",
         "matplotlib",
+        "pillow",
     ],
     extras_require={"test": ["pytest", "parameterized"]},
 )

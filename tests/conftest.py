@@ -18,3 +18,11 @@ def require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def hippo_dir() -> Path:
     return require(HIPPO / "dataset.json").parent
+
+
+COVID = SHARED_DATA / "COVID-QU-Ex_infection_sample"
+
+
+@pytest.fixture(scope="session")
+def covid_dir() -> Path:
+    return require(COVID / "Infection Segmentation Data")

@@ -1,3 +1,10 @@
+from weakseg.data.covid import (
+    COVID_CLASSES,
+    CovidQUExSource,
+    has_foreground,
+    load_covid_qu_ex_datalist,
+    stratified_split,
+)
 from weakseg.data.msd import (
     CheckedDataset,
     MSDSource,
@@ -10,6 +17,11 @@ from weakseg.data.msd import (
 )
 
 __all__ = [
+    "COVID_CLASSES",
+    "CovidQUExSource",
+    "has_foreground",
+    "load_covid_qu_ex_datalist",
+    "stratified_split",
     "CheckedDataset",
     "MSDSource",
     "files_datalist",

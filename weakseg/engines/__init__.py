@@ -2,6 +2,7 @@ from weakseg.engines.inference import predict_volume
 from weakseg.engines.mlflow import MLflowRunHandler, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
 from weakseg.engines.resume import ResumeHandler
+from weakseg.engines.schedule import LossScheduleHandler
 from weakseg.engines.utils import MetricsJsonHandler, PrepareBatchKeys, ensure_writable_dir, load_pretrained
 from weakseg.engines.visual import (
     LearningCurveHandler,
@@ -14,6 +15,7 @@ from weakseg.engines.visual import (
 
 __all__ = [
     "LearningCurveHandler",
+    "LossScheduleHandler",
     "MLflowRunHandler",
     "MetricsJsonHandler",
     "MontageHandler",

@@ -1,3 +1,21 @@
+from weakseg.losses.boundary import DistanceMapBoundaryLoss
+from weakseg.losses.combined import SCHEDULES, AlphaSchedule, CombinedLoss, make_loss
+from weakseg.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss, lovasz_grad
 from weakseg.losses.size import SampledGradientLoss, SizeLoss, flip_gradient_estimate, size_objective
+from weakseg.losses.tversky import FocalTverskyLoss
 
-__all__ = ["SampledGradientLoss", "SizeLoss", "flip_gradient_estimate", "size_objective"]
+__all__ = [
+    "SCHEDULES",
+    "AlphaSchedule",
+    "CombinedLoss",
+    "DistanceMapBoundaryLoss",
+    "FocalTverskyLoss",
+    "LovaszHingeLoss",
+    "LovaszSoftmaxLoss",
+    "SampledGradientLoss",
+    "SizeLoss",
+    "flip_gradient_estimate",
+    "lovasz_grad",
+    "make_loss",
+    "size_objective",
+]

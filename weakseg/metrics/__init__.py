@@ -1,4 +1,18 @@
+from weakseg.metrics.hausdorff import (
+    AverageHausdorffDistance,
+    AverageHausdorffDistanceMetric,
+    average_hausdorff_distance,
+)
 from weakseg.metrics.overlap import slice_overlap_scores
+from weakseg.metrics.pixel import pixel_scores
 from weakseg.metrics.size import SizeError, SizeErrorMetric
 
-__all__ = ["SizeError", "SizeErrorMetric", "slice_overlap_scores"]
+__all__ = [
+    "AverageHausdorffDistance",
+    "AverageHausdorffDistanceMetric",
+    "SizeError",
+    "SizeErrorMetric",
+    "average_hausdorff_distance",
+    "pixel_scores",
+    "slice_overlap_scores",
+]

@@ -1,1 +1,3 @@
-__all__: list[str] = []
+from weakseg.networks.resattunet import NETWORKS, AttentionGate, ResAttUNet, thesis_network
+
+__all__ = ["NETWORKS", "AttentionGate", "ResAttUNet", "thesis_network"]

@@ -1,4 +1,7 @@
+from weakseg.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance_map
 from weakseg.transforms.labels import (
+    BinaryMask,
+    BinaryMaskd,
     CheckChannels,
     CheckChannelsd,
     CheckFinite,
@@ -6,6 +9,7 @@ from weakseg.transforms.labels import (
     MergeLabels,
     MergeLabelsd,
 )
+from weakseg.transforms.pick import RandPickd
 from weakseg.transforms.size import (
     SizeFromMask,
     SizeFromMaskd,
@@ -16,6 +20,12 @@ from weakseg.transforms.size import (
 from weakseg.transforms.slicing import SliceVolume, SliceVolumed, source_name
 
 __all__ = [
+    "BinaryMask",
+    "BinaryMaskd",
+    "RandPickd",
+    "SignedDistanceMap",
+    "SignedDistanceMapd",
+    "signed_distance_map",
     "CheckChannels",
     "CheckChannelsd",
     "CheckFinite",

@@ -12,7 +12,16 @@ from monai.transforms import MapTransform, Transform
 
 from weakseg.transforms.slicing import source_name
 
-__all__ = ["MergeLabels", "MergeLabelsd", "CheckFinite", "CheckFinited", "CheckChannels", "CheckChannelsd"]
+__all__ = [
+    "MergeLabels",
+    "MergeLabelsd",
+    "BinaryMask",
+    "BinaryMaskd",
+    "CheckFinite",
+    "CheckFinited",
+    "CheckChannels",
+    "CheckChannelsd",
+]
 
 
 class _ArrayMapTransform(MapTransform):
@@ -66,6 +75,45 @@ class MergeLabelsd(_ArrayMapTransform):
     def __init__(self, keys: KeysCollection, mapping: Mapping[int, int], allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = MergeLabels(mapping)
+
+
+class BinaryMask(Transform):
+    """
+    Check that a mask holds only the two values ``values = (background, foreground)`` — (0, 1), or (0, 255) for
+    8-bit PNG masks — and return it as 0/1 float32. Any other value raises ``ValueError`` naming the source file
+    and the offending values (e.g. an anti-aliased or JPEG-compressed mask).
+    """
+
+    backend = ["torch", "numpy"]
+
+    def __init__(self, values: tuple[float, float] = (0, 1)) -> None:
+        if len(values) != 2 or values[0] == values[1]:
+            raise ValueError(f"BinaryMask: values must be two distinct (background, foreground) numbers, got {values}")
+        self.values = (float(values[0]), float(values[1]))
+
+    def __call__(self, mask: NdarrayOrTensor) -> NdarrayOrTensor:
+        bg, fg = self.values
+        is_fg = mask == fg
+        ok = is_fg | (mask == bg)
+        if not bool(ok.all()):
+            bad = torch.unique(torch.as_tensor(mask)[~torch.as_tensor(ok)])[:8].tolist()
+            raise ValueError(
+                f"BinaryMask: mask {source_name(mask, '<array>')} has values {bad}; expected only {bg:g} "
+                f"(background) and {fg:g} (foreground)."
+            )
+        if isinstance(mask, torch.Tensor):
+            out = mask.clone().to(torch.float32)
+            out[...] = is_fg.to(torch.float32)
+            return out
+        return np.asarray(is_fg, dtype=np.float32)
+
+
+class BinaryMaskd(_ArrayMapTransform):
+    """Dictionary version of :py:class:`BinaryMask`."""
+
+    def __init__(self, keys: KeysCollection, values: tuple[float, float] = (0, 1), allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = BinaryMask(values)
 
 
 class CheckFinite(Transform):
