@@ -33,6 +33,7 @@ def main() -> None:
     # inference without writing files: keep sigmoid + threshold, drop SaveImaged
     parser["infer#postprocessing#transforms"] = parser["infer#postprocessing#transforms"][:2]
     loader = parser.get_parsed_content("train#dataloader")
+    prepare = parser.get_parsed_content("train#prepare_batch")  # the trainer's: copy to device + random flips
     net = parser.get_parsed_content("network")
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -47,8 +48,8 @@ def main() -> None:
         step(x, y)
     sync()
     t = time.perf_counter()
-    for b in loader:  # what the trainer does: load, augment, collate, copy, step
-        step(b["image"].to(device), b["label"].to(device))
+    for b in loader:  # what the trainer does: load, collate, copy, augment on the device, step
+        step(*prepare(b, device)[:2])
     sync()
     t_epoch = time.perf_counter() - t
     t = time.perf_counter()

@@ -44,9 +44,9 @@ EXPERIMENTS = {
         ("res_attention_unet", "tversky", "boundary", "linear")],
 }
 DATASETS = {
-    "hippocampus": dict(configs=["train.json", "train_thesis.json"], epochs=12, val_interval=1,
+    "hippocampus": dict(configs=["train.json", "train_thesis.json"], epochs=10, val_interval=1,
                         data=REPO.parent / "shared" / "data" / "Task04_Hippocampus"),
-    "covid": dict(configs=["train.json", "train_thesis.json", "train_covid.json"], epochs=100, val_interval=5,
+    "covid": dict(configs=["train.json", "train_thesis.json", "train_covid.json"], epochs=50, val_interval=5,
                   data=REPO.parent / "shared" / "data" / "COVID-QU-Ex_infection_sample"),
 }
 METRICS = ("ba", "auc", "ap", "dice", "jaccard", "mahd")
@@ -68,6 +68,8 @@ def overrides(args, net, loss, loss2, sched, seed, root: Path, epochs: int, val_
         o.update(alpha_schedule=sched, combine_mode="convex", alpha=0.5 if sched == "constant" else 1.0 / epochs)
     if args.no_mlflow:
         o.update({"train#handlers#0#_disabled_": True, "validate#handlers#0#_disabled_": True})
+    if args.lean_validation:  # model selection needs only the key metric (Dice); the test scoring has them all
+        o["validate#additional_metrics"] = {}
     if args.no_plots:
         o.update({"train#handlers#4#_disabled_": True, "validate#handlers#2#_disabled_": True})
     return o
@@ -169,6 +171,8 @@ def main() -> None:
     ap.add_argument("--max_train_volumes", type=int, default=None, help="fewer training volumes/images (quick checks)")
     ap.add_argument("--no_mlflow", action="store_true", help="skip MLflow logging (e.g. where it is not installed)")
     ap.add_argument("--no_plots", action="store_true", help="skip the PNG handlers (e.g. without matplotlib)")
+    ap.add_argument("--lean_validation", action="store_true",
+                    help="validate with Dice only (AUC/AP per epoch cost seconds of Python loops in MONAI)")
     ap.add_argument("--output", default=str(REPO / "benchmarks" / "output" / "thesis"))
     ap.add_argument("--out_jsonl", default=None, help="append one JSON line per run")
     ap.add_argument("--report", nargs="*", default=None, help="only write the table from these JSON-lines files")

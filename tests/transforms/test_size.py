@@ -68,12 +68,16 @@ class TestAgainstScipy:
             else:  # blobs, like real objects
                 m = ndi.gaussian_filter(rng.rand(h, w), rng.uniform(0.5, 3)) > rng.uniform(0.4, 0.6)
             masks.append(m)
-            assert int(object_size(m, border)) == scipy_size(m, border), (m.astype(int), border)
+            ref = scipy_size(m, border)
+            assert int(object_size(m, border)) == ref, (m.astype(int), border)
+            assert int(object_size(m, border, "erosion")) == ref, (m.astype(int), border, "erosion")
         # batched (many shapes of 48x32, both backends) equals the per-mask reference
         batch = np.stack([ndi.gaussian_filter(rng.rand(48, 32), 2) > 0.5 for _ in range(300)])
         ref = np.array([scipy_size(m, border) for m in batch])
-        for backend in ("numpy", "torch"):
-            np.testing.assert_array_equal(object_size(torch.as_tensor(batch), border, backend).numpy(), ref)
+        batch[0], batch[1] = True, False  # a full and an empty mask in the batch
+        ref = np.array([scipy_size(m, border) for m in batch])
+        for backend in ("numpy", "torch", "erosion"):
+            np.testing.assert_array_equal(object_size(torch.as_tensor(batch), border, backend).numpy(), ref, backend)
 
     def test_leading_dims(self):
         m = torch.zeros(2, 3, 1, 9, 9, dtype=torch.bool)
@@ -91,7 +95,7 @@ class TestAgainstScipy:
 
 
 class TestFlipCandidates:
-    @parameterized.expand([(True, "numpy"), (False, "numpy"), (True, "torch"), (False, "torch")])
+    @parameterized.expand([(b, k) for k in ("numpy", "torch", "erosion") for b in (True, False)])
     def test_exactly_the_flips_that_change_size(self, border, backend):
         rng = np.random.RandomState(7)
         for _ in range(150):

@@ -12,6 +12,7 @@ from weakseg.data.msd import (
     load_msd_datalist,
     make_synthetic_msd,
     split_by_volume,
+    strip_meta,
     telescopic_subset,
     volumes_to_slices,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "load_msd_datalist",
     "make_synthetic_msd",
     "split_by_volume",
+    "strip_meta",
     "telescopic_subset",
     "volumes_to_slices",
 ]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 __all__ = [
     "MSDSource",
@@ -179,6 +180,23 @@ def volumes_to_slices(datalist: Sequence[dict], transform: Callable) -> list[dic
             f"{datalist[0].get('label', datalist[0])}); check the labels or lower min_foreground."
         )
     return slices
+
+
+def strip_meta(items: Sequence[dict], dtype: torch.dtype | None = torch.float32) -> list[dict]:
+    """Copies of the dictionaries with every tensor/array turned into a plain ``torch.Tensor`` (MetaTensor meta
+    data dropped) of ``dtype`` (None keeps it), once, before training: per-sample MONAI transforms on MetaTensors
+    spend most of their time on meta-data bookkeeping, which a training loop over in-memory slices does not need."""
+    out = []
+    for d in items:
+        e = {}
+        for k, v in d.items():
+            if isinstance(v, (torch.Tensor, np.ndarray)):
+                t = v.as_tensor() if hasattr(v, "as_tensor") else torch.as_tensor(v)
+                e[k] = t.to(dtype) if dtype is not None else t
+            else:
+                e[k] = v
+        out.append(e)
+    return out
 
 
 def make_synthetic_msd(root: str | os.PathLike, num_volumes: int = 24, seed: int = 0) -> Path:

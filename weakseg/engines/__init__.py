@@ -1,3 +1,4 @@
+from weakseg.engines.augment import RandFlipBatch
 from weakseg.engines.inference import predict_volume
 from weakseg.engines.mlflow import MLflowRunHandler, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
@@ -21,6 +22,7 @@ __all__ = [
     "MontageHandler",
     "OverlayHandler",
     "PrepareBatchKeys",
+    "RandFlipBatch",
     "ProgressBar",
     "ResumeHandler",
     "default_predict",
