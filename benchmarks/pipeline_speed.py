@@ -49,7 +49,7 @@ def main() -> None:
     sync()
     t = time.perf_counter()
     for b in loader:  # what the trainer does: load, collate, copy, augment on the device, step
-        step(*prepare(b, device)[:2])
+        step(*prepare(b, device, non_blocking=True)[:2])
     sync()
     t_epoch = time.perf_counter() - t
     t = time.perf_counter()

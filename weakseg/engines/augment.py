@@ -25,7 +25,8 @@ class RandFlipBatch:
     Args:
         prob: flip probability per sample and axis (as ``RandFlipd``'s ``prob``).
         spatial_axes: spatial axes (0 = first spatial dimension), each flipped independently.
-        seed: seed of the flip decisions (a CPU ``torch.Generator``), for reproducible runs.
+        seed: seed of the flip decisions (a ``torch.Generator`` on the batch's device, so no host-to-device copy
+            stalls the queue), for reproducible runs.
         prepare_batch: the wrapped ``prepare_batch``.
     """
 
@@ -39,9 +40,16 @@ class RandFlipBatch:
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"RandFlipBatch: prob must be in [0, 1], got {prob}")
         self.prob, self.spatial_axes, self.prepare_batch = float(prob), tuple(int(a) for a in spatial_axes), prepare_batch
-        self.generator = torch.Generator()
-        if seed is not None:
-            self.generator.manual_seed(int(seed))
+        self.seed = seed
+        self.generators: dict[str, torch.Generator] = {}
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        key = str(device)
+        if key not in self.generators:
+            g = torch.Generator(device=device)
+            g.manual_seed(int(self.seed)) if self.seed is not None else g.seed()
+            self.generators[key] = g
+        return self.generators[key]
 
     def flip(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
         """Flip the samples of ``tensors`` (B, C, *spatial), all with the same random decisions."""
@@ -52,9 +60,7 @@ class RandFlipBatch:
             if not -nd <= a < nd:
                 raise ValueError(f"RandFlipBatch: spatial axis {a} out of range for input of shape {tuple(ref.shape)}")
             dim = 2 + (a % nd)
-            pick = torch.rand(b, generator=self.generator) < self.prob
-            if not pick.any():
-                continue
+            pick = torch.rand(b, generator=self._generator(ref.device), device=ref.device) < self.prob
             for i, t in enumerate(out):
                 if isinstance(t, torch.Tensor) and t.ndim == ref.ndim and t.shape[2:] == ref.shape[2:]:
                     m = pick.to(t.device).view((b,) + (1,) * (t.ndim - 1))
