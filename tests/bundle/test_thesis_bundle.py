@@ -1,19 +1,18 @@
 """The thesis configs run end to end on real data: network/loss/schedule picked by overrides, α and the thesis
 metrics (BA, AUC, AP, Dice, IoU, MAHD) logged to MLflow per epoch."""
 
+import json
 import math
 
 from .test_train_bundle import mlflow_runs, run_bundle
 
 
 def test_hippocampus_combined_loss_with_linear_schedule(tmp_path, hippo_dir):
-    proc = run_bundle(
-        tmp_path, "--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "3",
-        "--max_train_volumes", "4", "--max_val_volumes", "2", "--network_name", "res_attention_unet",
-        "--network_def#channels", "[8, 16, 32, 64]", "--loss_name", "bce", "--loss2_name", "boundary",
-        "--alpha_schedule", "linear", "--alpha", "0.25",
-        config=("train.json", "train_thesis.json"),
-    )
+    common = ("--dataset_dir", str(hippo_dir), "--download", "False", "--network_name", "res_attention_unet",
+              "--network_def#channels", "[8, 16, 32, 64]", "--loss_name", "bce", "--loss2_name", "boundary",
+              "--alpha_schedule", "linear", "--alpha", "0.25")
+    proc = run_bundle(tmp_path, *common, "--max_epochs", "3", "--max_train_volumes", "4", "--max_val_volumes", "2",
+                      config=("train.json", "train_thesis.json"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
     (run,) = runs
@@ -29,6 +28,13 @@ def test_hippocampus_combined_loss_with_linear_schedule(tmp_path, hippo_dir):
         assert all(0.0 <= m.value <= 1.0 for m in hist), key
     mahd = client.get_metric_history(run.info.run_id, "val_mahd")
     assert len(mahd) == 3 and all(m.value >= 0 or math.isnan(m.value) for m in mahd)
+
+    # the evaluate override works on top of the thesis config (same network definition, its best checkpoint)
+    proc = run_bundle(tmp_path, *common, "--eval_split", "val", config=("train.json", "train_thesis.json", "evaluate.json"),
+                      run_id="evaluating")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "output" / run.data.tags["method"] / "eval_val" / "metrics.json").read_text())
+    assert len(res["per_case"]) == 21 and 0 <= res["metrics"]["test_dice3d"] <= 1
 
 
 def test_covid_attention_unet_lovasz(tmp_path, covid_dir):
