@@ -38,6 +38,22 @@ def device_sync(device: torch.device):
     return device, (torch.cuda.synchronize if device.type == "cuda" else (lambda: None))
 
 
+def timeit(fn, reps: int, sync) -> float:
+    """Median wall time of ``reps`` calls of ``fn`` after one warm-up, waiting for the device with ``sync``."""
+    import statistics
+    import time
+
+    fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def emit(lines: list[str], out_md: str | None) -> str:
     """Print the markdown lines and write them to ``out_md`` when given."""
     text = "\n".join(lines)

@@ -12,9 +12,7 @@ All outputs are checked equal to the scipy loop before timing.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +20,10 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_args, device_sync, emit, load_bundle_parser, machine_line  # noqa: E402
+from common import bench_args, device_sync, emit, load_bundle_parser, machine_line, timeit  # noqa: E402
 
 import weakseg  # noqa: E402
 from weakseg.transforms import signed_distance_map  # noqa: E402
-
-
-def timeit(fn, reps: int, sync) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def scipy_loop(masks: np.ndarray) -> np.ndarray:

@@ -11,9 +11,7 @@ Speed of the size machinery, ratios measured in one run on real hippocampus mask
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +19,11 @@ import scipy.ndimage as ndi
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_args, device_sync, emit, load_bundle_parser, machine_line  # noqa: E402
+from common import bench_args, device_sync, emit, load_bundle_parser, machine_line, timeit  # noqa: E402
 
 import weakseg  # noqa: E402
 from weakseg.losses import SizeLoss  # noqa: E402
 from weakseg.transforms import object_size  # noqa: E402
-
-
-def timeit(fn, reps: int, sync) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
