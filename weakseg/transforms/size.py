@@ -154,34 +154,46 @@ def _square_dp(m, pad: int, need_maps: bool, ops: _Ops):
     return S, K
 
 
-def _erosion_distance_map(m: torch.Tensor, border_is_background: bool) -> torch.Tensor:
-    """Per-pixel Chebyshev distance d_i to the background (0 on background) by repeated 3×3 dilation of the
-    background: d_i ≥ k+1 iff pixel i is still foreground after k dilations, about 3 kernels per step for the
-    whole batch. (N, H, W) bool -> (N, H, W) int32. Masks without background (outside ignored) get 0
-    everywhere (the caller treats them apart)."""
+def _dilated_backgrounds(m: torch.Tensor, border_is_background: bool):
+    """Yield the background indicator (N, 1, H, W) after k = 0, 1, 2, … 3×3 dilations (k + 1 ≤ the largest
+    possible distance). d_i ≥ k + 1 iff pixel i is not background after k dilations. Masks without background
+    (outside ignored) are set to background so they drop out (the callers treat them apart)."""
     n, h, w = m.shape
-    full = m.flatten(1).all(1)
     bg = (~m).to(torch.float16 if m.device.type == "cuda" else torch.float32)[:, None]
     if not border_is_background:
-        bg[full] = 1.0
-    d = torch.zeros((n, 1, h, w), dtype=torch.int32, device=m.device)
+        bg[m.flatten(1).all(1)] = 1.0
     steps = (min(h, w) + 1) // 2 + 1 if border_is_background else max(h, w)
     for k in range(steps):
-        fg = bg == 0
-        d += fg
-        if k % 8 == 7 and not bool(fg.any()):
-            break
+        yield k, bg
         if border_is_background:
             bg = F.max_pool2d(F.pad(bg, (1, 1, 1, 1), value=1.0), 3, stride=1)
         else:
             bg = F.max_pool2d(bg, 3, stride=1, padding=1)
+
+
+def _erosion_distance_map(m: torch.Tensor, border_is_background: bool) -> torch.Tensor:
+    """Per-pixel Chebyshev distance d_i to the background (0 on background, and on masks without background
+    when the outside is ignored) by repeated dilation; (N, H, W) bool -> (N, H, W) int32."""
+    d = torch.zeros((m.shape[0], 1, *m.shape[1:]), dtype=torch.int32, device=m.device)
+    for k, bg in _dilated_backgrounds(m, border_is_background):
+        fg = bg == 0
+        d += fg
+        if k % 8 == 7 and not bool(fg.any()):
+            break
     return d[:, 0]
 
 
 def _erosion_max_distance(m: torch.Tensor, border_is_background: bool) -> torch.Tensor:
-    """max_i d_i from :func:`_erosion_distance_map`: the fast choice on GPUs, where the row scan is bound by
-    kernel launches. m: (N, H, W) bool -> (N,) int64."""
-    return _erosion_distance_map(m, border_is_background).flatten(1).amax(1).to(torch.int64)
+    """max_i d_i = the number of dilations of the background that some foreground survives, about 3 kernels per
+    step for the whole batch: the fast choice on GPUs, where the row scan is bound by kernel launches.
+    m: (N, H, W) bool -> (N,) int64."""
+    count = torch.zeros(m.shape[0], dtype=torch.int64, device=m.device)
+    for k, bg in _dilated_backgrounds(m, border_is_background):
+        alive = bg.flatten(1).amin(1) == 0
+        count += alive
+        if k % 8 == 7 and not bool(alive.any()):
+            break
+    return count
 
 
 def max_chebyshev_distance(
