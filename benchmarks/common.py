@@ -88,6 +88,16 @@ def load_bundle_parser(*config_names: str, **overrides):
     return parser
 
 
+def training_slices(dataset_dir: str, num_masks: int) -> tuple[list[dict], torch.Tensor]:
+    """The bundle's training slices of ``dataset_dir`` and ``num_masks`` of their masks (N, H, W) bool,
+    repeated in order where there are fewer slices."""
+    parser = load_bundle_parser("train.json", dataset_dir=dataset_dir, download=False)
+    splits = parser.get_parsed_content("splits")
+    slices = weakseg.data.volumes_to_slices(splits["train"], parser.get_parsed_content("volume_transforms"))
+    masks = torch.stack([torch.as_tensor(s["label"])[0] > 0 for s in slices])
+    return slices, masks[torch.arange(num_masks) % len(masks)]
+
+
 def volume_part(volume_transforms):
     """The volume-level part of the bundle's ``volume_transforms`` (everything before ``SliceVolumed``)."""
     from monai.transforms import Compose

@@ -20,9 +20,8 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_args, device_sync, emit, load_bundle_parser, machine_line, timeit  # noqa: E402
+from common import bench_args, device_sync, emit, machine_line, timeit, training_slices  # noqa: E402
 
-import weakseg  # noqa: E402
 from weakseg.transforms import signed_distance_map  # noqa: E402
 
 
@@ -41,11 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     device, sync = device_sync(args.device)
 
-    parser = load_bundle_parser("train.json", dataset_dir=args.dataset_dir, download=False)
-    splits = parser.get_parsed_content("splits")
-    slices = weakseg.data.volumes_to_slices(splits["train"], parser.get_parsed_content("volume_transforms"))
-    masks = torch.stack([torch.as_tensor(s["label"])[0] > 0 for s in slices])
-    masks = masks[torch.arange(args.num_masks) % len(masks)]
+    _, masks = training_slices(args.dataset_dir, args.num_masks)
     m_np = masks.numpy()
 
     ref = scipy_loop(m_np)

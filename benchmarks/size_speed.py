@@ -19,9 +19,8 @@ import scipy.ndimage as ndi
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_args, device_sync, emit, load_bundle_parser, machine_line, timeit  # noqa: E402
+from common import bench_args, device_sync, emit, load_bundle_parser, machine_line, timeit, training_slices  # noqa: E402
 
-import weakseg  # noqa: E402
 from weakseg.losses import SizeLoss  # noqa: E402
 from weakseg.transforms import object_size  # noqa: E402
 
@@ -32,11 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     device, sync = device_sync(args.device)
 
-    parser = load_bundle_parser("train.json", dataset_dir=args.dataset_dir, download=False)
-    splits = parser.get_parsed_content("splits")
-    slices = weakseg.data.volumes_to_slices(splits["train"], parser.get_parsed_content("volume_transforms"))
-    masks = torch.stack([torch.as_tensor(s["label"])[0] > 0 for s in slices])
-    masks = masks[torch.arange(4096) % len(masks)]  # 4096 real masks (repeated where fewer)
+    slices, masks = training_slices(args.dataset_dir, 4096)  # 4096 real masks (repeated where fewer)
     imgs = torch.stack([torch.as_tensor(s["image"]) for s in slices[:64]]).float()
     labels = torch.stack([torch.as_tensor(s["label"]) for s in slices[:64]]).float()
     sizes = object_size(labels[:, 0] > 0).float()
@@ -50,7 +45,7 @@ def main() -> None:
     ref = np.array([2 * ndi.distance_transform_cdt(np.pad(m, 1), metric="chessboard").max() for m in m_np])
     assert np.array_equal(object_size(m_dev).cpu().numpy(), ref)
 
-    net = parser.get_parsed_content("network_def").to(device)
+    net = load_bundle_parser("train.json").get_parsed_content("network_def").to(device)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
     x, y, s = imgs.to(device), labels.to(device), sizes.to(device)
     bce = torch.nn.BCEWithLogitsLoss()
