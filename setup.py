@@ -29,5 +29,8 @@ setup(
         "matplotlib",
         "pillow",
     ],
-    extras_require={"test": ["pytest", "parameterized"]},
+    extras_require={
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
+        "test": ["pytest", "parameterized", "onnx", "onnxscript", "onnxruntime"],
+    },
 )

@@ -110,3 +110,33 @@ def test_evaluate_on_top_of_the_size_config(tmp_path, hippo_dir, trained):
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "output" / "size_m64_s0_n1" / "eval_val" / "metrics.json").read_text())
     assert len(res["per_case"]) == 21 and 0 <= res["metrics"]["test_dice3d"] <= 1
+
+
+def test_onnx_export_matches_pytorch(tmp_path, trained):
+    """MONAI's onnx_export of the trained bundle network; onnxruntime gives PyTorch's logits, any batch size."""
+    import subprocess
+    import sys
+
+    import torch
+    from monai.bundle import ConfigParser
+
+    from ..conftest import CONFIGS, REPO
+
+    ort = pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e '.[onnx]'")
+    out = tmp_path / "model.onnx"
+    e = subprocess.run([sys.executable, "-m", "monai.bundle", "onnx_export", "network_def", "--filepath", str(out),
+                        "--ckpt_file", str(trained), "--meta_file", str(CONFIGS / "metadata.json"),
+                        "--config_file", str(CONFIGS / "train.json"), "--input_shape", "[1, 1, 48, 32]",
+                        "--converter_kwargs", "{'dynamic_axes': {'x': {0: 'batch'}}, 'input_names': ['x']}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert e.returncode == 0, e.stdout[-2000:] + e.stderr[-2000:]
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(trained, weights_only=True))
+    net.eval()
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, 1, 48, 32)
+    (y,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(y, net(x).numpy(), atol=1e-4, rtol=1e-4)
