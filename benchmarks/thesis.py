@@ -169,6 +169,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override the dataset's epoch budget")
     ap.add_argument("--num_workers", type=int, default=0)
     ap.add_argument("--max_train_volumes", type=int, default=None, help="fewer training volumes/images (quick checks)")
+    ap.add_argument("--variants", nargs="*", default=None, help="run only these variant names (as in the tables)")
     ap.add_argument("--no_mlflow", action="store_true", help="skip MLflow logging (e.g. where it is not installed)")
     ap.add_argument("--no_plots", action="store_true", help="skip the PNG handlers (e.g. without matplotlib)")
     ap.add_argument("--lean_validation", action="store_true",
@@ -186,7 +187,7 @@ def main() -> None:
         for exp in args.experiments:
             for variant in EXPERIMENTS[exp]:
                 key = (variant, seed)
-                if key in done:
+                if key in done or (args.variants and variant_name(*variant) not in args.variants):
                     continue
                 done.add(key)
                 row = run_one(args, exp, variant, seed)
