@@ -4,6 +4,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from monai.bundle import ConfigParser
 
 import weakseg
@@ -149,3 +150,17 @@ class TestSyntheticFallback:
         make_synthetic_msd(tmp_path / "Task04_Hippocampus", num_volumes=2)
         src = MSDSource(tmp_path, download=False)
         assert src.root == (tmp_path / "Task04_Hippocampus").resolve() and not src.synthetic
+
+
+def test_strip_meta_gives_plain_float_tensors():
+    from monai.data import MetaTensor
+
+    from weakseg.data import strip_meta
+
+    items = [{"image": MetaTensor(torch.arange(6, dtype=torch.uint8).reshape(1, 2, 3), meta={"x": 1}),
+              "label": np.ones((1, 2, 3), dtype=np.int64), "id": "a"}]
+    (out,) = strip_meta(items)
+    assert type(out["image"]) is torch.Tensor and out["image"].dtype == torch.float32
+    assert torch.equal(out["image"], torch.arange(6.0).reshape(1, 2, 3))
+    assert type(out["label"]) is torch.Tensor and out["label"].dtype == torch.float32 and out["id"] == "a"
+    assert isinstance(items[0]["image"], MetaTensor)  # the input is left alone
