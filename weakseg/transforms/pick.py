@@ -54,8 +54,9 @@ class RandPickd(Randomizable, MapTransform):
 
     def set_random_state(self, seed: int | None = None, state=None) -> RandPickd:
         super().set_random_state(seed, state)
+        # independent streams for the angle and the position (one shared state would correlate them)
         self.rotate.set_random_state(seed, state)
-        self.crop.set_random_state(seed, state)
+        self.crop.set_random_state(None if seed is None else seed + 1, None if state is None else self.R)
         return self
 
     def randomize(self, data: Any = None) -> None:
