@@ -110,6 +110,20 @@ def volume_part(volume_transforms):
     return Compose(ts)
 
 
+def trained_network(parser, ckpt) -> torch.nn.Module:
+    """The config's ``network_def`` on its ``device`` with the weights of ``ckpt`` (``weakseg.engines.load_pretrained``)."""
+    net = parser.get_parsed_content("network_def").to(parser.get_parsed_content("device"))
+    return weakseg.engines.load_pretrained(net, ckpt)
+
+
+def split_tensors(parser, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (float) and labels (N, C, H, W) of the ``split`` slices as the bundle prepares them."""
+    items = weakseg.data.volumes_to_slices(parser.get_parsed_content("splits")[split],
+                                           parser.get_parsed_content("volume_transforms"))
+    imgs = torch.stack([torch.as_tensor(s["image"]) for s in items]).float()
+    return imgs, torch.stack([torch.as_tensor(s["label"]) for s in items])
+
+
 @torch.no_grad()
 def evaluate_test(network, parser, split: str = "test", batch_size: int = 512, volumes_3d: bool = True) -> dict:
     """
@@ -117,11 +131,7 @@ def evaluate_test(network, parser, split: str = "test", batch_size: int = 512, v
     pooled IoU/Dice, size error E (eq. 22); and 3D Dice per volume after slice-wise prediction of *all* slices and restacking.
     """
     device = next(network.parameters()).device
-    splits = parser.get_parsed_content("splits")
-    vt = parser.get_parsed_content("volume_transforms")
-    slices = weakseg.data.volumes_to_slices(splits[split], vt)
-    imgs = torch.stack([torch.as_tensor(s["image"]) for s in slices]).float()
-    labels = torch.stack([torch.as_tensor(s["label"]) for s in slices])
+    imgs, labels = split_tensors(parser, split)
     network.eval()
     preds = torch.cat([(network(imgs[i : i + batch_size].to(device)) > 0).cpu() for i in range(0, len(imgs), batch_size)])
     res = slice_overlap_scores(preds, labels)
@@ -130,11 +140,11 @@ def evaluate_test(network, parser, split: str = "test", batch_size: int = 512, v
     res["size_error"] = float(((g_pred - g_true) ** 2).mean())
     if not volumes_3d:
         return res
-    vol = volume_part(vt)
+    vol = volume_part(parser.get_parsed_content("volume_transforms"))
     axis = parser.get_parsed_content("slice_axis")
     size = parser.get_parsed_content("spatial_size")
     dice3d = []
-    for item in splits[split]:
+    for item in parser.get_parsed_content("splits")[split]:
         d = vol(dict(item))
         pred = predict_volume(network, d["image"], axis=axis, spatial_size=size)
         g = torch.as_tensor(d["label"]) > 0

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONFIGS, REPO, bench_args, emit, evaluate_test, load_bundle_parser, machine_line  # noqa: E402
+from common import CONFIGS, REPO, bench_args, emit, evaluate_test, load_bundle_parser, machine_line, trained_network  # noqa: E402
 
 
 def run_bundle(configs: list[str], **overrides) -> None:
@@ -42,10 +42,7 @@ def run_bundle(configs: list[str], **overrides) -> None:
 
 def score(configs: list[str], ckpt: Path, **overrides) -> dict:
     parser = load_bundle_parser(*configs, **overrides)
-    device = parser.get_parsed_content("device")
-    net = parser.get_parsed_content("network_def").to(device)
-    net.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
-    return evaluate_test(net, parser, volumes_3d=False)
+    return evaluate_test(trained_network(parser, ckpt), parser, volumes_3d=False)
 
 
 def epochs_log(db: Path, run_name_prefix: str) -> list[dict]:

@@ -27,10 +27,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line  # noqa: E402
+from common import CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line, split_tensors, trained_network  # noqa: E402
 
-import weakseg  # noqa: E402
-from weakseg.metrics import average_hausdorff_distance  # noqa: E402
+from weakseg.metrics import average_hausdorff_distance, slice_overlap_scores  # noqa: E402
 
 # (network, loss, second loss, schedule)
 EXPERIMENTS = {
@@ -79,32 +78,25 @@ def overrides(args, net, loss, loss2, sched, seed, root: Path, epochs: int, val_
 def score(parser, ckpt: Path) -> dict:
     from monai.metrics import compute_average_precision, compute_roc_auc
 
-    device = parser.get_parsed_content("device")
-    net = parser.get_parsed_content("network_def").to(device)
-    net.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
-    net.eval()
-    items = weakseg.data.volumes_to_slices(parser.get_parsed_content("splits")["test"],
-                                           parser.get_parsed_content("volume_transforms"))
-    imgs = torch.stack([torch.as_tensor(s["image"]) for s in items]).float()
-    labels = torch.stack([torch.as_tensor(s["label"]) for s in items]).float()
+    net = trained_network(parser, ckpt).eval()
+    device = next(net.parameters()).device
+    imgs, labels = split_tensors(parser, "test")
+    labels = labels.float()
     probs = torch.cat([torch.sigmoid(net(imgs[i : i + 64].to(device))).cpu() for i in range(0, len(imgs), 64)])
     pred = (probs > 0.5).float()
     g = labels > 0
     p = pred > 0
     tp, tn = (p & g).sum().item(), (~p & ~g).sum().item()
     ba = 0.5 * (tp / max(g.sum().item(), 1) + tn / max((~g).sum().item(), 1))
-    inter = (p & g).flatten(1).sum(1).double()
-    ps, gs = p.flatten(1).sum(1).double(), g.flatten(1).sum(1).double()
-    dice = torch.where(ps + gs > 0, 2 * inter / (ps + gs).clamp_min(1), torch.ones_like(inter))
-    jac = torch.where(ps + gs - inter > 0, inter / (ps + gs - inter).clamp_min(1), torch.ones_like(inter))
+    overlap = slice_overlap_scores(pred, labels)  # per-image Dice / IoU, 1 where both are empty
     flat_p, flat_y = probs.reshape(-1), labels.reshape(-1)
     mahd = average_hausdorff_distance(pred, labels, include_background=True, variant="modified")[:, 0]
     defined = ~torch.isnan(mahd)
     return dict(
         ba=ba, auc=float(compute_roc_auc(flat_p, flat_y)), ap=float(compute_average_precision(flat_p, flat_y)),
-        dice=float(dice.mean()), jaccard=float(jac.mean()),
+        dice=overlap["mean_slice_dice"], jaccard=overlap["mean_slice_iou"],
         mahd=float(mahd[defined].mean()) if defined.any() else float("nan"),
-        mahd_undefined=int((~defined).sum()), num_test=len(items),
+        mahd_undefined=int((~defined).sum()), num_test=len(imgs),
     )
 
 

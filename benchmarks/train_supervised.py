@@ -14,10 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONFIGS, REPO, bench_args, emit, evaluate_test, load_bundle_parser, machine_line  # noqa: E402
+from common import CONFIGS, REPO, bench_args, emit, evaluate_test, load_bundle_parser, machine_line, trained_network  # noqa: E402
 
 
 def main() -> None:
@@ -48,10 +47,7 @@ def main() -> None:
     train_s = time.time() - t0
 
     parser = load_bundle_parser("train.json", **overrides)
-    device = parser.get_parsed_content("device")
-    network = parser.get_parsed_content("network_def").to(device)
-    ckpt = Path(args.output) / "output" / "supervised" / "models" / "model.pt"
-    network.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
+    network = trained_network(parser, Path(args.output) / "output" / "supervised" / "models" / "model.pt")
     splits = parser.get_parsed_content("splits")
     res = evaluate_test(network, parser)
 
@@ -59,7 +55,7 @@ def main() -> None:
         f"Supervised MONAI UNet (32-256, 2 residual units) + BCE, Adam 1e-3, batch 64, flips, {args.epochs} epochs, "
         f"seed {args.seed}; best-validation-Dice checkpoint. Split by volume: "
         f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} volumes. Training took {train_s / 60:.1f} min.",
-        f"Machine: {machine_line(device)}",
+        f"Machine: {machine_line(next(network.parameters()).device)}",
         "",
         "| test slices | mean slice IoU | pooled IoU | pooled Dice | 3D Dice per volume (mean ± std, n) |",
         "|---|---|---|---|---|",
