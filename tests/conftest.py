@@ -26,3 +26,11 @@ COVID = SHARED_DATA / "COVID-QU-Ex_infection_sample"
 @pytest.fixture(scope="session")
 def covid_dir() -> Path:
     return require(COVID / "Infection Segmentation Data")
+
+
+SUNNYBROOK = SHARED_DATA / "Sunnybrook_SCD_5patients"
+
+
+@pytest.fixture(scope="session")
+def sunnybrook_dir() -> Path:
+    return require(SUNNYBROOK / "link.csv").parent

@@ -5,6 +5,16 @@ from weakseg.data.covid import (
     load_covid_qu_ex_datalist,
     stratified_split,
 )
+from weakseg.data.sunnybrook import (
+    LoadLVSliced,
+    SunnybrookSource,
+    load_sunnybrook_datalist,
+    lv_slices,
+    nifti_lv_datalist,
+    read_contour,
+    read_dicom_slice,
+    split_by_patient,
+)
 from weakseg.data.msd import (
     CheckedDataset,
     MSDSource,
@@ -18,6 +28,14 @@ from weakseg.data.msd import (
 )
 
 __all__ = [
+    "LoadLVSliced",
+    "SunnybrookSource",
+    "load_sunnybrook_datalist",
+    "lv_slices",
+    "nifti_lv_datalist",
+    "read_contour",
+    "read_dicom_slice",
+    "split_by_patient",
     "COVID_CLASSES",
     "CovidQUExSource",
     "has_foreground",

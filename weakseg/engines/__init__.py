@@ -1,4 +1,12 @@
 from weakseg.engines.augment import RandFlipBatch
+from weakseg.engines.edpcnn import (
+    CentreBatch,
+    CentreComponentInferer,
+    DPContourInferer,
+    EDPCNNTrainer,
+    jitter_centres,
+    sample_centres_inside,
+)
 from weakseg.engines.inference import predict_volume
 from weakseg.engines.mlflow import MLflowRunHandler, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
@@ -15,6 +23,12 @@ from weakseg.engines.visual import (
 )
 
 __all__ = [
+    "CentreBatch",
+    "CentreComponentInferer",
+    "DPContourInferer",
+    "EDPCNNTrainer",
+    "jitter_centres",
+    "sample_centres_inside",
     "LearningCurveHandler",
     "LossScheduleHandler",
     "MLflowRunHandler",

@@ -28,6 +28,8 @@ class RandFlipBatch:
         seed: seed of the flip decisions (a ``torch.Generator`` on the batch's device, so no host-to-device copy
             stalls the queue), for reproducible runs.
         prepare_batch: the wrapped ``prepare_batch``.
+        transpose: also swap the two spatial axes of a 2D sample with probability ½; with both flips this draws
+            uniformly from all 8 rotations by 90° and reflections (square images only).
     """
 
     def __init__(
@@ -36,11 +38,13 @@ class RandFlipBatch:
         spatial_axes: Sequence[int] = (0, 1),
         seed: int | None = 0,
         prepare_batch: Callable = default_prepare_batch,
+        transpose: bool = False,
     ) -> None:
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"RandFlipBatch: prob must be in [0, 1], got {prob}")
         self.prob, self.spatial_axes, self.prepare_batch = float(prob), tuple(int(a) for a in spatial_axes), prepare_batch
         self.seed = seed
+        self.transpose = bool(transpose)
         self.generators: dict[str, torch.Generator] = {}
 
     def _generator(self, device: torch.device) -> torch.Generator:
@@ -65,12 +69,20 @@ class RandFlipBatch:
                 if isinstance(t, torch.Tensor) and t.ndim == ref.ndim and t.shape[2:] == ref.shape[2:]:
                     m = pick.to(t.device).view((b,) + (1,) * (t.ndim - 1))
                     out[i] = torch.where(m, t.flip(dim), t)
+        if self.transpose:
+            if nd != 2 or ref.shape[-1] != ref.shape[-2]:
+                raise ValueError(f"RandFlipBatch: transpose needs square 2D samples, got shape {tuple(ref.shape)}")
+            pick = torch.rand(b, generator=self._generator(ref.device), device=ref.device) < 0.5
+            for i, t in enumerate(out):
+                if isinstance(t, torch.Tensor) and t.ndim == ref.ndim and t.shape[2:] == ref.shape[2:]:
+                    m = pick.to(t.device).view((b,) + (1,) * (t.ndim - 1))
+                    out[i] = torch.where(m, t.transpose(-1, -2), t)
         return out
 
     def __call__(self, batchdata: Any, device=None, non_blocking: bool = False, **kwargs: Any):
         prepared = self.prepare_batch(batchdata, device, non_blocking, **kwargs)
         inputs, targets = prepared[0], prepared[1]
-        if self.prob == 0.0 or not self.spatial_axes:
+        if (self.prob == 0.0 or not self.spatial_axes) and not self.transpose:
             return prepared
         if isinstance(targets, torch.Tensor):
             inputs, targets = self.flip(inputs, targets)

@@ -1,3 +1,4 @@
+from weakseg.metrics.distance import SpacedDistance, contour_scores
 from weakseg.metrics.hausdorff import (
     AverageHausdorffDistance,
     AverageHausdorffDistanceMetric,
@@ -8,6 +9,8 @@ from weakseg.metrics.pixel import pixel_scores
 from weakseg.metrics.size import SizeError, SizeErrorMetric
 
 __all__ = [
+    "SpacedDistance",
+    "contour_scores",
     "AverageHausdorffDistance",
     "AverageHausdorffDistanceMetric",
     "SizeError",

@@ -1,3 +1,4 @@
+from weakseg.transforms.contour import MaskCentroid, MaskCentroidd, mask_centroid, polygon_to_mask
 from weakseg.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance_map
 from weakseg.transforms.labels import (
     BinaryMask,
@@ -20,6 +21,10 @@ from weakseg.transforms.size import (
 from weakseg.transforms.slicing import SliceVolume, SliceVolumed, source_name
 
 __all__ = [
+    "MaskCentroid",
+    "MaskCentroidd",
+    "mask_centroid",
+    "polygon_to_mask",
     "BinaryMask",
     "BinaryMaskd",
     "RandPickd",

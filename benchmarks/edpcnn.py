@@ -1,0 +1,296 @@
+"""EDPCNN on Sunnybrook (Table 1 analogue): U-Net vs U-Net + DP vs EDPCNN, speed of the DP and of training.
+
+Leave-one-patient-out over the patients in ``--dataset_dir`` (each fold validates on one held-out patient
+and trains on the others); per fold and seed, the training slices are a telescopic subset of size ``--sizes``
+(10 ⊂ all). Every method trains the same MONAI UNet (16-256 channels, 2 residual units) for ``--iterations``
+iterations of batch 10 with random 90° rotations/flips; nothing is selected on the held-out patient.
+
+- U-Net: BCE, Adam ``--lr_unet``; evaluated on the component containing the LV centre (else the largest).
+- U-Net + DP: the same trained U-Net, its probability map through star pattern + DP (no end-to-end training).
+- EDPCNN: trained through the DP with synthetic gradients (``EDPCNNTrainer``), Adam ``--lr_edpcnn``.
+
+The star pattern is centred on the ground-truth LV centroid at evaluation (as in the paper); the
+``--jitter`` curve moves it by a fraction of the LV's equivalent radius. Dice, ASSD and HD (mm) per slice.
+
+Speed (``--speed``): DP forward (B = 10, N = 50, M = 65, δ = 2) banded vs dense (δ = M − 1, the O(N·M³)
+version), one training iteration of EDPCNN vs U-Net on the same batch, and inference of a batch.
+
+    python benchmarks/edpcnn.py --dataset_dir ../shared/data/Sunnybrook_SCD_5patients --out_jsonl r.jsonl
+    python benchmarks/edpcnn.py --report r.jsonl [r2.jsonl ...] --out_md table.md
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, bench_args, device_sync, emit, machine_line, timeit  # noqa: E402
+
+from weakseg.data import load_sunnybrook_datalist, lv_slices, telescopic_subset  # noqa: E402
+from weakseg.engines import (  # noqa: E402
+    CentreComponentInferer,
+    DPContourInferer,
+    EDPCNNTrainer,
+    RandFlipBatch,
+    jitter_centres,
+)
+from weakseg.metrics import contour_scores  # noqa: E402
+from weakseg.networks import DPApproximator, StarPattern, dp_contour  # noqa: E402
+
+DEFAULT_SB = REPO.parent / "shared" / "data" / "Sunnybrook_SCD_5patients"
+
+
+def make_unet():
+    from monai.networks.nets import UNet
+
+    return UNet(2, 1, 1, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2)
+
+
+class _ShuffledBatches(torch.utils.data.Sampler):
+    """``iterations * batch`` indices made of concatenated seeded permutations (every slice once per pass)."""
+
+    def __init__(self, n: int, total: int, seed: int) -> None:
+        self.n, self.total, self.seed = n, total, seed
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed)
+        out = []
+        while len(out) < self.total:
+            out += torch.randperm(self.n, generator=g).tolist()
+        return iter(out[: self.total])
+
+    def __len__(self) -> int:
+        return self.total
+
+
+def _loader(data, iterations, batch, seed, device):
+    from monai.data import DataLoader
+
+    items = [{"image": d["image"], "label": d["label"]} for d in data]
+    return DataLoader(items, batch_size=batch, sampler=_ShuffledBatches(len(items), iterations * batch, seed),
+                      num_workers=0, pin_memory=device.type == "cuda")
+
+
+class _IterTimer:
+    def __init__(self, sync):
+        self.sync, self.t = sync, []
+
+    def attach(self, engine):
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine):
+        self.sync()
+        self.t.append(time.perf_counter())
+
+    def per_iteration(self, skip: int = 10) -> float:
+        t = np.diff(self.t[skip:])
+        return float(np.median(t)) if len(t) else float("nan")
+
+
+def train(method, data, args, seed, device, sync, star):
+    from monai.engines import SupervisedTrainer
+
+    torch.manual_seed(seed)
+    net = make_unet().to(device)
+    loader = _loader(data, args.iterations, args.batch_size, seed, device)
+    aug = RandFlipBatch(prob=0.5, spatial_axes=(0, 1), seed=seed, transpose=True)
+    timer = _IterTimer(sync)
+    if method == "unet":
+        opt = torch.optim.Adam(net.parameters(), lr=args.lr_unet)
+        tr = SupervisedTrainer(device=device, max_epochs=1, train_data_loader=loader, network=net, optimizer=opt,
+                               loss_function=torch.nn.BCEWithLogitsLoss(), prepare_batch=aug, non_blocking=True,
+                               decollate=False)
+    else:
+        opt = torch.optim.Adam(net.parameters(), lr=args.lr_edpcnn)
+        approx = DPApproximator(base_channels=args.base_channels).to(device)
+        opt_f = torch.optim.Adam(approx.parameters(), lr=args.lr_approx, capturable=device.type == "cuda")
+        tr = EDPCNNTrainer(device=device, max_epochs=1, train_data_loader=loader, network=net, optimizer=opt,
+                           approximator=approx, approximator_optimizer=opt_f, star_pattern=star, delta=args.delta,
+                           sigma=args.sigma, num_samples=args.num_samples, seed=seed, prepare_batch=aug,
+                           non_blocking=True, decollate=False)
+    timer.attach(tr)
+    t0 = time.perf_counter()
+    tr.run()
+    sync()
+    return net, time.perf_counter() - t0, timer.per_iteration()
+
+
+@torch.no_grad()
+def evaluate(net, data, mode, star, args, device, jitter=0.0, seed=0):
+    net.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    inf = (CentreComponentInferer() if mode == "unet" else
+           DPContourInferer(star, args.delta, args.smoothing_window, activation="sigmoid" if mode == "unet+dp" else None))
+    rows = {"dice": [], "assd": [], "hd": []}
+    for i in range(0, len(data), 10):
+        chunk = data[i : i + 10]
+        x = torch.stack([d["image"] for d in chunk]).to(device)
+        y = torch.stack([d["label"] for d in chunk]).to(device)
+        c = torch.stack([d["centre"] for d in chunk]).to(device)
+        if jitter > 0:
+            c = jitter_centres(y, jitter, gen, c)
+        pred = inf.from_map(net(x), c)
+        sc = contour_scores(pred, y, torch.stack([d["spacing"] for d in chunk]))
+        for k in rows:
+            rows[k] += sc[k].tolist()
+    return rows
+
+
+def quality(args, device, sync):
+    items = load_sunnybrook_datalist(args.dataset_dir)
+    data = lv_slices(items, args.spatial_size)
+    patients = sorted({d["patient"] for d in data})
+    star = StarPattern(args.num_rays, args.num_points, args.radius)
+    folds = args.folds if args.folds else list(range(len(patients)))
+    out = open(args.out_jsonl, "a") if args.out_jsonl else None
+    for fold in folds:
+        val_p = patients[fold]
+        train_all = [d for d in data if d["patient"] != val_p]
+        val = [d for d in data if d["patient"] == val_p]
+        for seed in args.seeds:
+            for size in args.sizes:
+                tr_data = telescopic_subset(train_all, None if size == "all" else int(size), seed=seed)
+                for method in args.methods:
+                    net, secs, per_it = train(method, tr_data, args, seed, device, sync, star)
+                    modes = ["unet", "unet+dp"] if method == "unet" else ["edpcnn"]
+                    for mode in modes:
+                        for jit in ([0.0] + list(args.jitter)):
+                            sc = evaluate(net, val, mode, star, args, device, jit, seed)
+                            rec = {"fold": fold, "val_patient": val_p, "seed": seed, "size": size,
+                                   "num_train": len(tr_data), "method": mode, "jitter": jit,
+                                   "iterations": args.iterations, "train_s": secs, "s_per_iter": per_it,
+                                   "device": str(device), **{k: float(np.nanmean(v)) for k, v in sc.items()},
+                                   "empty": int(np.isnan(sc["hd"]).sum()), "n_val": len(val)}
+                            print(json.dumps(rec), flush=True)
+                            if out:
+                                out.write(json.dumps(rec) + "\n")
+                                out.flush()
+
+
+def speed(args, device, sync):
+    lines = [f"Machine: {machine_line(device)}", "",
+             "| quantity | value |", "|---|---|"]
+    g = torch.randn(10, 50, 65, device=device)
+    t_band = timeit(lambda: dp_contour(g, 2), 20, sync)
+    t_dense = timeit(lambda: dp_contour(g, 64), 5, sync)
+    lines += [f"| DP forward B=10, N=50, M=65, δ=2, banded (ms) | {t_band * 1e3:.2f} |",
+              f"| DP forward, dense O(N·M³) (δ = M−1) (ms) | {t_dense * 1e3:.2f} |",
+              f"| dense / banded | {t_dense / t_band:.1f}× |"]
+    # one training iteration on a fixed batch of real slices
+    data = lv_slices(load_sunnybrook_datalist(args.dataset_dir), args.spatial_size)[:10]
+    star = StarPattern(args.num_rays, args.num_points, args.radius)
+    args2 = argparse_copy(args, iterations=args.speed_iterations)
+    _, _, it_unet = train("unet", data, args2, 0, device, sync, star)
+    _, _, it_dp = train("edpcnn", data, args2, 0, device, sync, star)
+    lines += [f"| training iteration, U-Net BCE (ms) | {it_unet * 1e3:.1f} |",
+              f"| training iteration, EDPCNN, S = {args.num_samples} (ms) | {it_dp * 1e3:.1f} |",
+              f"| EDPCNN / U-Net iteration | {it_dp / it_unet:.2f}× |"]
+    net = make_unet().to(device).eval()
+    x = torch.stack([d["image"] for d in data]).to(device)
+    c = torch.stack([d["centre"] for d in data]).to(device)
+    dp = DPContourInferer(star, args.delta, args.smoothing_window)
+    cc = CentreComponentInferer()
+    with torch.no_grad():
+        t_net = timeit(lambda: net(x) > 0, 20, sync)
+        t_cc = timeit(lambda: cc.from_map(net(x), c), 20, sync)
+        t_dp = timeit(lambda: dp.from_map(net(x), c), 20, sync)
+    lines += [f"| inference B=10, U-Net + threshold (ms) | {t_net * 1e3:.2f} |",
+              f"| inference, U-Net + centre component (ms) | {t_cc * 1e3:.2f} |",
+              f"| inference, EDPCNN (U-Net + warp + DP + fill) (ms) | {t_dp * 1e3:.2f} |",
+              f"| EDPCNN / U-Net + threshold | {t_dp / t_net:.2f}× |",
+              f"| EDPCNN / U-Net + centre component | {t_dp / t_cc:.2f}× |"]
+    return lines
+
+
+def argparse_copy(args, **kw):
+    import copy
+
+    a = copy.copy(args)
+    for k, v in kw.items():
+        setattr(a, k, v)
+    return a
+
+
+def report(files, out_md):
+    recs = [json.loads(ln) for f in files for ln in open(f) if ln.strip()]
+    lines = []
+    devs = sorted({r["device"] for r in recs})
+    lines.append(f"Runs: {len(recs)} evaluations from {', '.join(map(str, files))}; device(s): {', '.join(devs)}")
+    lines += ["", "| training slices | method | Dice | ASSD (mm) | HD (mm) | folds × seeds | s / iteration |",
+              "|---|---|---|---|---|---|---|"]
+    sizes = sorted({str(r["size"]) for r in recs}, key=lambda s: (s == "all", int(s) if s.isdigit() else 0))
+    for size in sizes:
+        for m in ("unet", "unet+dp", "edpcnn"):
+            rs = [r for r in recs if str(r["size"]) == size and r["method"] == m and r["jitter"] == 0]
+            if not rs:
+                continue
+            cell = []
+            for k in ("dice", "assd", "hd"):
+                v = np.array([r[k] for r in rs])
+                cell.append(f"{np.nanmean(v):.3f} ({np.nanstd(v):.3f})")
+            name = {"unet": "U-Net", "unet+dp": "U-Net + DP", "edpcnn": "EDPCNN"}[m]
+            lines.append(f"| {size} | {name} | {' | '.join(cell)} | {len(rs)} | {np.mean([r['s_per_iter'] for r in rs]):.4f} |")
+    jits = sorted({r["jitter"] for r in recs})
+    if len(jits) > 1:
+        lines += ["", "Centre-jitter robustness (Dice; jitter = fraction of the LV's equivalent radius):", "",
+                  "| training slices | method | " + " | ".join(f"{j:g}" for j in jits) + " |",
+                  "|---|---|" + "---|" * len(jits)]
+        for size in sizes:
+            for m in ("unet", "unet+dp", "edpcnn"):
+                vals = []
+                for j in jits:
+                    rs = [r["dice"] for r in recs if str(r["size"]) == size and r["method"] == m and r["jitter"] == j]
+                    vals.append(f"{np.mean(rs):.3f}" if rs else "–")
+                if any(v != "–" for v in vals):
+                    lines.append(f"| {size} | {m} | " + " | ".join(vals) + " |")
+    return emit(lines, out_md)
+
+
+def main():
+    ap = bench_args(__doc__)
+    ap.set_defaults(dataset_dir=str(DEFAULT_SB))
+    ap.add_argument("--iterations", type=int, default=2000)
+    ap.add_argument("--batch_size", type=int, default=10)
+    ap.add_argument("--sizes", nargs="+", default=["10", "all"])
+    ap.add_argument("--folds", type=int, nargs="*", default=None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--methods", nargs="+", default=["unet", "edpcnn"], choices=["unet", "edpcnn"])
+    ap.add_argument("--jitter", type=float, nargs="*", default=[0.1, 0.2, 0.3, 0.4, 0.5])
+    ap.add_argument("--spatial_size", type=int, nargs=2, default=[160, 160])
+    ap.add_argument("--num_rays", type=int, default=50)
+    ap.add_argument("--num_points", type=int, default=64)
+    ap.add_argument("--radius", type=float, default=64.0)
+    ap.add_argument("--delta", type=int, default=2)
+    ap.add_argument("--sigma", type=float, default=1.0)
+    ap.add_argument("--num_samples", type=int, default=10)
+    ap.add_argument("--smoothing_window", type=int, default=5)
+    ap.add_argument("--base_channels", type=int, default=8)
+    ap.add_argument("--lr_unet", type=float, default=1e-4)
+    ap.add_argument("--lr_edpcnn", type=float, default=1e-4)
+    ap.add_argument("--lr_approx", type=float, default=1e-3)
+    ap.add_argument("--speed", action="store_true", help="only the speed table")
+    ap.add_argument("--speed_iterations", type=int, default=60)
+    ap.add_argument("--out_jsonl", default=None)
+    ap.add_argument("--report", nargs="+", default=None, help="summarise these JSONL files and exit")
+    args = ap.parse_args()
+    if args.report:
+        report(args.report, args.out_md)
+        return
+    device, sync = device_sync(args.device)
+    if args.speed:
+        emit(speed(args, device, sync), args.out_md)
+        return
+    quality(args, device, sync)
+
+
+if __name__ == "__main__":
+    main()

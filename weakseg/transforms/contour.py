@@ -1,0 +1,155 @@
+"""Closed contours (polygons) to masks, and mask centroids.
+
+Coordinate convention used throughout ``weakseg`` for 2D contours: a point is ``(row, col)`` in pixel units and
+pixel ``(r, c)`` has its centre at ``(r, c)``. A pixel belongs to the polygon when its centre lies inside it
+(even–odd rule; a centre exactly on an edge follows the usual half-open scanline convention, so two
+polygons sharing an edge never both claim a pixel). This is the
+rasterisation of ``matplotlib.path.Path.contains_points`` on pixel centres, vectorised over pixels, edges and
+a batch, on the polygon's device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import math
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+
+__all__ = ["polygon_to_mask", "mask_centroid", "MaskCentroid", "MaskCentroidd"]
+
+
+def polygon_to_mask(
+    points: torch.Tensor | np.ndarray | Sequence, spatial_size: Sequence[int], chunk: int = 65536
+) -> torch.Tensor:
+    """Fill closed polygons.
+
+    Args:
+        points: ``(K, 2)`` or batched ``(B, K, 2)`` vertices ``(row, col)``; the last vertex joins the first.
+        spatial_size: ``(H, W)`` of the output.
+        chunk: pixels tested at once (bounds memory to ``chunk * B * K`` booleans).
+
+    Returns:
+        bool tensor ``(H, W)`` or ``(B, H, W)``, on the device of ``points``: pixel centres inside the polygon.
+
+    Raises:
+        ValueError: fewer than 3 vertices, non-finite vertices, or a bad ``spatial_size``.
+    """
+    pts = torch.as_tensor(points, dtype=torch.float64 if not torch.is_tensor(points) else None)
+    if not torch.is_floating_point(pts):
+        pts = pts.double()
+    single = pts.ndim == 2
+    if single:
+        pts = pts[None]
+    if pts.ndim != 3 or pts.shape[-1] != 2:
+        raise ValueError(f"polygon points must have shape (K, 2) or (B, K, 2) as (row, col), got {tuple(pts.shape)}")
+    if pts.shape[1] < 3:
+        raise ValueError(f"a polygon needs at least 3 vertices, got {pts.shape[1]}")
+    if not torch.isfinite(pts).all():
+        raise ValueError("polygon vertices must be finite")
+    if len(spatial_size) != 2 or min(int(s) for s in spatial_size) < 1:
+        raise ValueError(f"spatial_size must be two positive integers (H, W), got {spatial_size}")
+    h, w = int(spatial_size[0]), int(spatial_size[1])
+    b = pts.shape[0]
+    r0, c0 = pts[..., 0], pts[..., 1]  # (B, K)
+    r1, c1 = torch.roll(r0, -1, dims=1), torch.roll(c0, -1, dims=1)
+    dr = r1 - r0
+    safe = torch.where(dr == 0, torch.ones_like(dr), dr)
+    slope = (c1 - c0) / safe  # col change per row along each edge
+    out = torch.zeros(b, h, w, dtype=torch.bool, device=pts.device)
+    # only pixel centres inside the bounding box of all polygons can be inside
+    lo_r = max(int(math.ceil(float(r0.min()))), 0)
+    hi_r = min(int(math.floor(float(r0.max()))), h - 1)
+    lo_c = max(int(math.ceil(float(c0.min()))), 0)
+    hi_c = min(int(math.floor(float(c0.max()))), w - 1)
+    if hi_r < lo_r or hi_c < lo_c:
+        return out[0] if single else out
+    rr, cc = torch.meshgrid(
+        torch.arange(lo_r, hi_r + 1, device=pts.device, dtype=pts.dtype),
+        torch.arange(lo_c, hi_c + 1, device=pts.device, dtype=pts.dtype),
+        indexing="ij",
+    )
+    bh, bw = rr.shape
+    rr, cc = rr.reshape(-1), cc.reshape(-1)
+    box = torch.empty(b, bh * bw, dtype=torch.bool, device=pts.device)
+    for s in range(0, bh * bw, chunk):
+        pr = rr[s : s + chunk, None, None]  # (P, 1, 1)
+        pc = cc[s : s + chunk, None, None]
+        crosses = (r0 > pr) != (r1 > pr)  # edge straddles the horizontal line through the pixel centre
+        x_at = c0 + (pr - r0) * slope  # column where the edge meets that line
+        hits = crosses & (pc < x_at)
+        box[:, s : s + chunk] = (hits.sum(-1) % 2 == 1).T
+    out[:, lo_r : hi_r + 1, lo_c : hi_c + 1] = box.reshape(b, bh, bw)
+    return out[0] if single else out
+
+
+def mask_centroid(mask: torch.Tensor | np.ndarray, inside: bool = True) -> torch.Tensor:
+    """Centre ``(row, col)`` of a 2D mask ``(H, W)`` or a batch ``(B, [1,] H, W)`` → ``(2,)`` / ``(B, 2)`` float.
+
+    With ``inside=True`` a centroid that falls outside a (non-convex) object is replaced by the object pixel
+    nearest to it, so a star pattern centred there starts inside the object.
+
+    Raises:
+        ValueError: an empty mask (no object, no centre).
+    """
+    m = torch.as_tensor(mask)
+    single = m.ndim == 2
+    if single:
+        m = m[None]
+    if m.ndim == 4:
+        m = m[:, 0]
+    m = m > 0
+    b, h, w = m.shape
+    counts = m.flatten(1).sum(1)
+    if (counts == 0).any():
+        empty = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"mask_centroid: empty mask (no foreground) at batch index {empty}; cannot place a centre")
+    rr = torch.arange(h, device=m.device, dtype=torch.float64)
+    cc = torch.arange(w, device=m.device, dtype=torch.float64)
+    mf = m.double()
+    cen = torch.stack([(mf.sum(2) * rr).sum(1), (mf.sum(1) * cc).sum(1)], 1) / counts[:, None].double()
+    if inside:
+        ri = cen.round().long()
+        ri[:, 0].clamp_(0, h - 1)
+        ri[:, 1].clamp_(0, w - 1)
+        outside = ~m[torch.arange(b, device=m.device), ri[:, 0], ri[:, 1]]
+        for i in torch.nonzero(outside).flatten().tolist():
+            pix = torch.nonzero(m[i]).double()
+            cen[i] = pix[torch.argmin(((pix - cen[i]) ** 2).sum(1))]
+    cen = cen.float()
+    return cen[0] if single else cen
+
+
+class MaskCentroid(Transform):
+    """Array transform: ``(1, H, W)`` mask → its centre ``(row, col)`` as a float32 tensor (see :func:`mask_centroid`)."""
+
+    def __init__(self, inside: bool = True) -> None:
+        self.inside = inside
+
+    def __call__(self, mask: Any) -> torch.Tensor:
+        m = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask)
+        if m.ndim == 3:
+            if m.shape[0] != 1:
+                raise ValueError(f"MaskCentroid expects a (1, H, W) mask, got {tuple(m.shape)}")
+            m = m[0]
+        return mask_centroid(m, self.inside)
+
+
+class MaskCentroidd(MapTransform):
+    """Dictionary version of :class:`MaskCentroid`: writes the centre of ``keys`` to ``output_key`` (``"centre"``)."""
+
+    def __init__(self, keys: KeysCollection, output_key: str = "centre", inside: bool = True,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_key = output_key
+        self.op = MaskCentroid(inside)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = self.op(d[key])
+        return d
