@@ -22,7 +22,6 @@ version), one training iteration of EDPCNN vs U-Net on the same batch, and infer
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
