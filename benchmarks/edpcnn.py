@@ -166,7 +166,8 @@ def quality(args, device, sync):
                             sc = evaluate(net, val, mode, star, args, device, jit, seed)
                             rec = {"fold": fold, "val_patient": val_p, "seed": seed, "size": size,
                                    "num_train": len(tr_data), "method": mode, "jitter": jit,
-                                   "iterations": args.iterations, "train_s": secs, "s_per_iter": per_it,
+                                   "iterations": args.iterations, "train_s": secs,
+                                   "lr": args.lr_unet if method == "unet" else args.lr_edpcnn, "s_per_iter": per_it,
                                    "device": str(device), **{k: float(np.nanmean(v)) for k, v in sc.items()},
                                    "empty": int(np.isnan(sc["hd"]).sum()), "n_val": len(val)}
                             print(json.dumps(rec), flush=True)
