@@ -220,38 +220,50 @@ def argparse_copy(args, **kw):
     return a
 
 
+def _name(r) -> str:
+    base = {"unet": "U-Net", "unet+dp": "U-Net + DP", "edpcnn": "EDPCNN"}[r["method"]]
+    return f"{base}, Adam {r['lr']:g}" if "lr" in r else base
+
+
 def report(files, out_md):
     recs = [json.loads(ln) for f in files for ln in open(f) if ln.strip()]
     lines = []
     devs = sorted({r["device"] for r in recs})
-    lines.append(f"Runs: {len(recs)} evaluations from {', '.join(map(str, files))}; device(s): {', '.join(devs)}")
-    lines += ["", "| training slices | method | Dice | ASSD (mm) | HD (mm) | folds × seeds | s / iteration |",
-              "|---|---|---|---|---|---|---|"]
+    lines.append(f"Runs: {len(recs)} evaluations from {', '.join(Path(f).name for f in files)}; device(s): "
+                 f"{', '.join(devs)}")
+    folds = sorted({(r["fold"], r["val_patient"]) for r in recs})
+    lines += ["", "| training slices | method | Dice | ASSD (mm) | HD (mm) | runs (folds × seeds) | Dice per held-out "
+              "patient (" + ", ".join(p for _, p in folds) + ") |", "|---|---|---|---|---|---|---|"]
     sizes = sorted({str(r["size"]) for r in recs}, key=lambda s: (s == "all", int(s) if s.isdigit() else 0))
+    order = {"unet": 0, "unet+dp": 1, "edpcnn": 2}
+    names = sorted({(order[r["method"]], _name(r)) for r in recs})
     for size in sizes:
-        for m in ("unet", "unet+dp", "edpcnn"):
-            rs = [r for r in recs if str(r["size"]) == size and r["method"] == m and r["jitter"] == 0]
+        for _, name in names:
+            rs = [r for r in recs if str(r["size"]) == size and _name(r) == name and r["jitter"] == 0]
             if not rs:
                 continue
             cell = []
             for k in ("dice", "assd", "hd"):
                 v = np.array([r[k] for r in rs])
                 cell.append(f"{np.nanmean(v):.3f} ({np.nanstd(v):.3f})")
-            name = {"unet": "U-Net", "unet+dp": "U-Net + DP", "edpcnn": "EDPCNN"}[m]
-            lines.append(f"| {size} | {name} | {' | '.join(cell)} | {len(rs)} | {np.mean([r['s_per_iter'] for r in rs]):.4f} |")
+            per = []
+            for f, _ in folds:
+                v = [r["dice"] for r in rs if r["fold"] == f]
+                per.append("/".join(f"{x:.2f}" for x in v) if v else "–")
+            lines.append(f"| {size} | {name} | {' | '.join(cell)} | {len(rs)} | {', '.join(per)} |")
     jits = sorted({r["jitter"] for r in recs})
     if len(jits) > 1:
-        lines += ["", "Centre-jitter robustness (Dice; jitter = fraction of the LV's equivalent radius):", "",
-                  "| training slices | method | " + " | ".join(f"{j:g}" for j in jits) + " |",
+        lines += ["", "Centre-jitter robustness (mean Dice; jitter = fraction of the LV's equivalent radius, random "
+                  "direction):", "", "| training slices | method | " + " | ".join(f"{j:g}" for j in jits) + " |",
                   "|---|---|" + "---|" * len(jits)]
         for size in sizes:
-            for m in ("unet", "unet+dp", "edpcnn"):
+            for _, name in names:
                 vals = []
                 for j in jits:
-                    rs = [r["dice"] for r in recs if str(r["size"]) == size and r["method"] == m and r["jitter"] == j]
+                    rs = [r["dice"] for r in recs if str(r["size"]) == size and _name(r) == name and r["jitter"] == j]
                     vals.append(f"{np.mean(rs):.3f}" if rs else "–")
-                if any(v != "–" for v in vals):
-                    lines.append(f"| {size} | {m} | " + " | ".join(vals) + " |")
+                if any(v != "–" for v in vals[1:]):
+                    lines.append(f"| {size} | {name} | " + " | ".join(vals) + " |")
     return emit(lines, out_md)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.engines import SupervisedTrainer, default_prepare_batch
+from monai.engines.utils import IterationEvents
 from monai.inferers import Inferer
 from monai.utils import CommonKeys as Keys
 
@@ -338,6 +339,8 @@ class EDPCNNTrainer(SupervisedTrainer):
         engine.state.output = {Keys.IMAGE: images, Keys.LABEL: labels}
         engine.network.train()
         f = engine.network(images)
+        engine.state.output[Keys.PRED] = f
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         g = self.star.warp(f.float(), centre, rot, self.channel)  # (B, N, M)
 
         # (2) the approximator learns the DP on noisy copies of the (detached) warped map
@@ -349,10 +352,12 @@ class EDPCNNTrainer(SupervisedTrainer):
 
         # (3) synthetic gradient: the network minimises CE(F(g), ground-truth indices) through the frozen F
         loss, grad_g = self.synthetic_gradient(g, target)
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        g.backward(grad_g)
-        engine.optimizer.step()
-        engine.state.output[Keys.PRED] = f
         engine.state.output[Keys.LOSS] = loss.detach()
         engine.state.output["approx_loss"] = approx_loss.detach()
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        g.backward(grad_g)
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        engine.optimizer.step()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)  # MONAI decollates and post-processes here
         return engine.state.output

@@ -88,7 +88,8 @@ class OverlayHandler:
     Attach to a validation evaluator: whenever its key metric reaches a new best, run ``network`` on a fixed set
     of validation slices and write ``output_file`` (image | GT | prediction), so the file always shows the best
     epoch. ``samples`` are dataset items (dicts with ``image_key``/``label_key`` tensors ``(C, H, W)``);
-    ``num_samples`` evenly spaced ones are used.
+    ``num_samples`` evenly spaced ones are used. Predictions are ``predict(network(images))``, or
+    ``inferer(images, network, centre=...)`` when an ``inferer`` is given (``centre_key``: the samples' centres).
     """
 
     def __init__(
@@ -101,6 +102,8 @@ class OverlayHandler:
         label_key: str = "label",
         predict: Callable[[torch.Tensor], torch.Tensor] = default_predict,
         device: str | torch.device | None = None,
+        inferer: Callable | None = None,
+        centre_key: str | None = None,
     ) -> None:
         if len(samples) == 0:
             raise ValueError("OverlayHandler: no validation samples to draw.")
@@ -111,6 +114,7 @@ class OverlayHandler:
         self.image_key, self.label_key = image_key, label_key
         self.predict = predict
         self.device = device
+        self.inferer, self.centre_key = inferer, centre_key
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
@@ -122,7 +126,13 @@ class OverlayHandler:
         was_training = self.network.training
         self.network.eval()
         with torch.no_grad():
-            preds = self.predict(self.network(imgs)).cpu()
+            if self.inferer is None:
+                preds = self.predict(self.network(imgs)).cpu()
+            else:  # e.g. a DPContourInferer: masks from the object centre
+                kw = {}
+                if self.centre_key:
+                    kw["centre"] = torch.stack([torch.as_tensor(s[self.centre_key]).float() for s in self.samples]).to(dev)
+                preds = self.inferer(imgs, self.network, **kw).float().cpu()
         self.network.train(was_training)
         return save_overlay_png(
             imgs[:, 0].cpu().numpy(), labels[:, 0].numpy() > 0, preds[:, 0].numpy(), self.output_file, title

@@ -1,0 +1,39 @@
+"""train_dp.json: EDPCNN through the MONAI bundle on the real Sunnybrook slices, MLflow logging, bad input."""
+
+import torch
+
+from .test_train_bundle import mlflow_runs, run_bundle
+
+DP_CONFIG = ("train.json", "train_dp.json")
+
+
+def test_edpcnn_bundle_trains_validates_and_logs(tmp_path, sunnybrook_dir):
+    proc = run_bundle(tmp_path, "--dataset_dir", str(sunnybrook_dir), "--max_epochs", "2", "--val_interval", "1",
+                      "--num_train_slices", "10", "--num_samples", "2", "--delta", "3", config=DP_CONFIG)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    p = run.data.params
+    assert (p["num_rays"], p["num_points"], p["delta"], p["sigma"], p["num_samples"]) == ("50", "64", "3", "1.0", "2")
+    for key in ("val_mean_dice", "val_assd_mm", "val_hd_mm", "train_loss"):
+        hist = client.get_metric_history(run.info.run_id, key)
+        assert hist and all(h.value == h.value for h in hist), key  # logged and not NaN
+    dice = [h.value for h in client.get_metric_history(run.info.run_id, "val_mean_dice")]
+    assert len(dice) == 2 and all(0.0 <= d <= 1.0 for d in dice)
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"val_overlays_best.png", "learning_curves.png", "model.pt"} <= arts
+    models = tmp_path / "output" / "edpcnn" / "models"
+    last = torch.load(models / "checkpoint_last.pt", weights_only=True)
+    assert {"model", "optimizer", "approximator", "approximator_optimizer", "trainer"} <= set(last)
+    assert last["trainer"]["iteration"] == 2 and last["trainer"]["max_epochs"] == 2
+
+
+def test_pattern_radius_too_large_is_a_clear_error(tmp_path, sunnybrook_dir):
+    proc = run_bundle(tmp_path, "--dataset_dir", str(sunnybrook_dir), "--max_epochs", "1", "--num_train_slices", "10",
+                      "--num_samples", "1", "--radius", "100", config=DP_CONFIG)
+    assert proc.returncode != 0
+    assert "star pattern radius 100 px does not fit a 160x160 image" in proc.stderr
+    _, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
+    assert [r.info.status for r in runs] == ["FAILED"]
