@@ -37,3 +37,23 @@ def test_pattern_radius_too_large_is_a_clear_error(tmp_path, sunnybrook_dir):
     assert "star pattern radius 100 px does not fit a 160x160 image" in proc.stderr
     _, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_evaluate_dp_on_the_test_patient(tmp_path, sunnybrook_dir):
+    args = ("--dataset_dir", str(sunnybrook_dir), "--max_epochs", "1", "--val_interval", "1",
+            "--num_train_slices", "10", "--num_samples", "1")
+    proc = run_bundle(tmp_path, *args, config=DP_CONFIG)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt"),
+                      config=DP_CONFIG + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    from weakseg.data import load_sunnybrook_datalist, split_by_patient
+
+    test_ids = [it["id"] for it in split_by_patient(load_sunnybrook_datalist(sunnybrook_dir), (0.5, 0.25, 0.25), 0)["test"]]
+    eval_dir = tmp_path / "output" / "edpcnn" / "eval_test"
+    summary = json.loads((eval_dir / "metrics.json").read_text())
+    assert {"test_dice", "test_assd_mm", "test_hd_mm"} <= set(summary["metrics"])
+    rows = (eval_dir / "test_dice_raw.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == test_ids  # one row per slice of the held-out test patient
