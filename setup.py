@@ -28,6 +28,7 @@ setup(
         "tqdm",
         "matplotlib",
         "pillow",
+        "scikit-image>=0.26",
     ],
     extras_require={
         "onnx": ["onnx", "onnxscript", "onnxruntime"],

@@ -1,3 +1,4 @@
+from weakseg.engines.mean_teacher import MeanTeacherHandler, ema_update
 from weakseg.engines.augment import RandFlipBatch
 from weakseg.engines.edpcnn import (
     CentreBatch,
@@ -23,6 +24,9 @@ from weakseg.engines.visual import (
 )
 
 __all__ = [
+    "MeanTeacherHandler",
+    "ema_update",
+
     "CentreBatch",
     "CentreComponentInferer",
     "DPContourInferer",

@@ -1,3 +1,4 @@
+from weakseg.losses.deep_supervision import ConsistencyLoss, MultiLabelDeepSupervisionLoss, multilabel_targets
 from weakseg.losses.boundary import DistanceMapBoundaryLoss
 from weakseg.losses.combined import SCHEDULES, AlphaSchedule, CombinedLoss, make_loss
 from weakseg.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss, lovasz_grad
@@ -5,6 +6,10 @@ from weakseg.losses.size import SampledGradientLoss, SizeLoss, flip_gradient_est
 from weakseg.losses.tversky import FocalTverskyLoss
 
 __all__ = [
+    "ConsistencyLoss",
+    "MultiLabelDeepSupervisionLoss",
+    "multilabel_targets",
+
     "SCHEDULES",
     "AlphaSchedule",
     "CombinedLoss",

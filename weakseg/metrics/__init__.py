@@ -1,3 +1,12 @@
+from weakseg.metrics.topology import (
+    BettiError,
+    BettiErrorMetric,
+    ClDice,
+    ClDiceMetric,
+    betti_numbers,
+    cl_dice,
+    skeleton,
+)
 from weakseg.metrics.distance import SpacedDistance, contour_scores
 from weakseg.metrics.hausdorff import (
     AverageHausdorffDistance,
@@ -9,6 +18,14 @@ from weakseg.metrics.pixel import pixel_scores
 from weakseg.metrics.size import SizeError, SizeErrorMetric
 
 __all__ = [
+    "BettiError",
+    "BettiErrorMetric",
+    "ClDice",
+    "ClDiceMetric",
+    "betti_numbers",
+    "cl_dice",
+    "skeleton",
+
     "SpacedDistance",
     "contour_scores",
     "AverageHausdorffDistance",

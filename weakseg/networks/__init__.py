@@ -1,7 +1,11 @@
+from weakseg.networks.deep_supervision import DeepSupervisionHeads, unet_decoder_levels
 from weakseg.networks.edpcnn import DPApproximator, StarPattern, dp_contour, smooth_indices
 from weakseg.networks.resattunet import NETWORKS, AttentionGate, ResAttUNet, thesis_network
 
 __all__ = [
+    "DeepSupervisionHeads",
+    "unet_decoder_levels",
+
     "DPApproximator",
     "NETWORKS",
     "AttentionGate",

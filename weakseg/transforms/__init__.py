@@ -1,3 +1,13 @@
+from weakseg.transforms.weak import (
+    ANNOTATION_TYPES,
+    BoxFromMask,
+    BoxFromMaskd,
+    ImageLabels,
+    WeakAnnotationd,
+    annotation_code,
+    assign_annotations,
+    box_to_mask,
+)
 from weakseg.transforms.contour import MaskCentroid, MaskCentroidd, mask_centroid, polygon_to_mask
 from weakseg.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance_map
 from weakseg.transforms.labels import (
@@ -21,6 +31,15 @@ from weakseg.transforms.size import (
 from weakseg.transforms.slicing import SliceVolume, SliceVolumed, source_name
 
 __all__ = [
+    "ANNOTATION_TYPES",
+    "BoxFromMask",
+    "BoxFromMaskd",
+    "ImageLabels",
+    "WeakAnnotationd",
+    "annotation_code",
+    "assign_annotations",
+    "box_to_mask",
+
     "MaskCentroid",
     "MaskCentroidd",
     "mask_centroid",

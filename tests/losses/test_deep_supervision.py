@@ -1,0 +1,149 @@
+"""Multi-label deep supervision (reference numbers of Simael/mlds-unet), heads, weak labels, mean teacher."""
+
+import copy
+import math
+
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.losses import DeepSupervisionLoss
+from monai.networks.nets import UNet
+
+from weakseg.engines.mean_teacher import MeanTeacherHandler
+from weakseg.losses.deep_supervision import ConsistencyLoss, MultiLabelDeepSupervisionLoss, multilabel_targets
+from weakseg.networks.deep_supervision import DeepSupervisionHeads
+from weakseg.transforms.weak import (
+    BoxFromMask,
+    ImageLabels,
+    WeakAnnotationd,
+    annotation_code,
+    assign_annotations,
+    box_to_mask,
+)
+
+REF = torch.tensor([[0, 0, 1, 1], [0, 2, 1, 1], [0, 0, 0, 0], [2, 0, 0, 0]], dtype=torch.float32)[None, None]
+
+
+def test_max_pooled_multilabel_targets_reference():
+    (t,) = multilabel_targets(REF, [(2, 2)], num_classes=3)
+    assert t[0, 0].tolist() == [[1, 0], [1, 1]]
+    assert t[0, 1].tolist() == [[0, 1], [0, 0]]
+    assert t[0, 2].tolist() == [[1, 0], [1, 0]]
+    (full,) = multilabel_targets(REF, [(4, 4)], num_classes=3)  # full size: plain one-hot
+    assert torch.equal(full.argmax(1)[0].float(), REF[0, 0])
+
+
+def test_zero_logits_on_three_heads_give_3_ln2_when_summed():
+    heads = [torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 1, 1)]
+    summed = MultiLabelDeepSupervisionLoss(3, level_reduction="sum")(heads, REF)
+    assert summed.item() == pytest.approx(3 * math.log(2), abs=1e-6)  # 2.079442
+    assert MultiLabelDeepSupervisionLoss(3)(heads, REF).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_loss_equals_hand_computed_bce_and_differs_from_monai_nearest():
+    torch.manual_seed(0)
+    heads = [torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(2, 3, 2, 2, requires_grad=True)]
+    target = torch.cat([REF, REF.flip(-1)])
+    loss = MultiLabelDeepSupervisionLoss(3, weights=[1.0, 0.5])(heads, target)
+    ts = multilabel_targets(target, [(4, 4), (2, 2)], 3)
+    ref = sum(w * torch.nn.functional.binary_cross_entropy_with_logits(h, t) for w, h, t in zip([1.0, 0.5], heads, ts)) / 1.5
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    loss.backward()
+    assert all(h.grad is not None and h.grad.abs().sum() > 0 for h in heads)
+    # MONAI's DeepSupervisionLoss resizes the target with nearest: one class per low-resolution cell
+    ms = DeepSupervisionLoss(torch.nn.BCEWithLogitsLoss(), weight_mode="same")
+    onehot = multilabel_targets(target, [(4, 4)], 3)[0]
+    assert abs(ms([h.detach() for h in heads], onehot).item() - loss.item()) > 1e-3
+
+
+def test_image_level_samples_supervise_only_the_coarsest_level():
+    torch.manual_seed(1)
+    heads = [torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(2, 3, 2, 2, requires_grad=True)]
+    loss = MultiLabelDeepSupervisionLoss(3)(heads, torch.cat([REF, torch.full_like(REF, -1)]),
+                                            annotation=torch.tensor([0, 2]),
+                                            image_labels=torch.tensor([[1.0, 1, 1], [1.0, 0, 1]]))
+    loss.backward()
+    assert heads[0].grad[1].abs().sum() == 0  # fine level: no gradient from the image-level sample
+    assert heads[1].grad[1].abs().sum() > 0  # coarsest level: global max-pool vs image labels
+    assert heads[0].grad[0].abs().sum() > 0
+    with pytest.raises(ValueError, match="annotation codes"):
+        MultiLabelDeepSupervisionLoss(3)(heads, torch.cat([REF, REF]), annotation=torch.tensor([0, 5]))
+
+
+@pytest.mark.parametrize("nd,shape", [(2, (2, 1, 32, 48)), (3, (1, 1, 16, 16, 32))])
+def test_heads_one_output_per_level(nd, shape):
+    net = DeepSupervisionHeads(UNet(nd, 1, 3, (8, 16, 32, 64), (2, 2, 2), num_res_units=1))
+    net.train()
+    outs = net(torch.randn(*shape))
+    sp = shape[2:]
+    assert [tuple(o.shape) for o in outs] == [(shape[0], 3) + tuple(s // f for s in sp) for f in (1, 2, 4)]
+    loss = MultiLabelDeepSupervisionLoss(3)(outs, torch.randint(0, 3, (shape[0], 1) + sp).float())
+    loss.backward()
+    assert all(h.weight.grad is not None for h in net.heads)
+    net.eval()
+    assert net(torch.randn(*shape)).shape == (shape[0], 3) + sp
+
+
+def test_weak_labels_from_masks():
+    lab = torch.zeros(1, 10, 12)
+    lab[0, 2:4, 3:6] = 1
+    lab[0, 5, 7] = 1  # class 1 spread: its box covers rows 2..5, cols 3..7
+    lab[0, 7:9, 1:3] = 2
+    box = BoxFromMask()(lab)
+    assert (box[0, 2:6, 3:8] == 1).all() and int((box == 1).sum()) == 4 * 5
+    assert (box[0, 7:9, 1:3] == 2).all() and int((box == 2).sum()) == 4
+    assert ImageLabels(4)(lab).tolist() == [1, 1, 1, 0]
+    d = WeakAnnotationd("label", num_classes=3, kind="image")({"label": lab})
+    assert d["annotation"] == 2 and (d["label"] == -1).all() and d["image_labels"].tolist() == [1, 1, 1]
+    d = WeakAnnotationd("label", num_classes=3)({"label": lab, "annotation": "box"})
+    assert d["annotation"] == 1 and torch.equal(d["label"], box)
+    items = assign_annotations([{"image": str(i)} for i in range(10)], num_masks=3, box_fraction=0.5, seed=0)
+    kinds = [it["annotation"] for it in items]
+    assert kinds.count("mask") == 3 and kinds.count("box") == 4 and kinds.count("image") == 3
+    small = assign_annotations([{"image": str(i)} for i in range(10)], num_masks=2, seed=0)
+    assert {i for i, it in enumerate(small) if it["annotation"] == "mask"} <= {
+        i for i, it in enumerate(items) if it["annotation"] == "mask"}  # telescopic
+
+
+def test_weak_label_bad_input():
+    with pytest.raises(ValueError, match="outside"):
+        box_to_mask([(1, [2, 3], [12, 5])], (10, 10))
+    with pytest.raises(ValueError, match="annotation type"):
+        annotation_code("scribble")
+    with pytest.raises(ValueError, match="annotation type"):
+        WeakAnnotationd("label", num_classes=2)({"label": torch.zeros(1, 4, 4), "annotation": "points"})
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
+        MeanTeacherHandler(torch.nn.Linear(2, 2), alpha=1.0)
+
+
+def test_mean_teacher_ema_closed_form():
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    teacher = copy.deepcopy(student)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(torch.randn_like(p))
+    t0 = [p.detach().clone() for p in teacher.parameters()]
+    alpha, k = 0.9, 7
+    h = MeanTeacherHandler(student, alpha, teacher=teacher)
+    engine = Engine(lambda e, b: None)
+    h.attach(engine)
+    engine.run([0] * k, max_epochs=1)
+    for t, a, s in zip(teacher.parameters(), t0, student.parameters()):
+        torch.testing.assert_close(t, alpha ** k * a + (1 - alpha ** k) * s.detach())
+    assert not any(p.requires_grad for p in teacher.parameters())
+    # a moving student: θ_k = α θ_{k-1} + (1 − α) s_k at every step
+    t = teacher[0].weight.detach().clone()
+    for _ in range(3):
+        with torch.no_grad():
+            student[0].weight.add_(1.0)
+        h()
+        t = alpha * t + (1 - alpha) * student[0].weight.detach()
+        torch.testing.assert_close(teacher[0].weight, t)
+
+
+def test_consistency_loss():
+    a = torch.zeros(2, 3, 4, 4)
+    assert ConsistencyLoss()(a, a).item() == 0
+    b = torch.full_like(a, 100.0)
+    assert ConsistencyLoss()(a, b).item() == pytest.approx(0.25)

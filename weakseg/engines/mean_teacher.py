@@ -1,0 +1,51 @@
+"""Mean teacher (Tarvainen & Valpola 2017): an exponential moving average of the student's weights.
+
+After every training iteration ``θ_teacher ← α θ_teacher + (1 − α) θ_student`` (floating-point buffers such as
+batch-norm statistics are averaged the same way, integer buffers copied), so after k iterations with a fixed
+student ``θ_k = α^k θ_0 + (1 − α^k) θ_student``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from ignite.engine import Engine, Events
+
+__all__ = ["MeanTeacherHandler", "ema_update"]
+
+
+@torch.no_grad()
+def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, alpha: float) -> None:
+    """One EMA step of ``teacher`` towards ``student`` (same architecture)."""
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
+    for t, s in zip(teacher.buffers(), student.buffers()):
+        if torch.is_floating_point(t):
+            t.mul_(alpha).add_(s, alpha=1.0 - alpha)
+        else:
+            t.copy_(s)
+
+
+class MeanTeacherHandler:
+    """Ignite handler keeping ``teacher`` (default: a deep copy of ``student``, no gradients) as the EMA of
+    ``student`` after each iteration. Put ``teacher`` in the checkpoint's ``save_dict`` to save it, and give it to
+    the evaluator instead of the student to evaluate with the teacher.
+
+    Raises:
+        ValueError: ``alpha`` outside [0, 1).
+    """
+
+    def __init__(self, student: torch.nn.Module, alpha: float = 0.99, teacher: torch.nn.Module | None = None) -> None:
+        if not 0.0 <= float(alpha) < 1.0:
+            raise ValueError(f"mean-teacher alpha must be in [0, 1), got {alpha}")
+        self.student, self.alpha = student, float(alpha)
+        self.teacher = copy.deepcopy(student) if teacher is None else teacher
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine | None = None) -> None:
+        ema_update(self.teacher, self.student, self.alpha)

@@ -1,0 +1,113 @@
+"""Multi-label deep supervision (Reiß et al., "Every Annotation Counts", CVPR 2021) and the mean-teacher
+consistency loss (Tarvainen & Valpola 2017).
+
+Targets per level: the one-hot label (B, C, H, W[, D]) **max-pooled** (``adaptive_max_pool``) to the level's size,
+so a low-resolution cell is positive for every class present under it (multi-label). Example (4×4 → 2×2, classes
+0/1/2 of ``[[0,0,1,1],[0,2,1,1],[0,0,0,0],[2,0,0,0]]``): class 0 ``[[1,0],[1,1]]``, class 1 ``[[0,1],[0,0]]``,
+class 2 ``[[1,0],[1,0]]``. MONAI's ``DeepSupervisionLoss`` resizes targets with nearest interpolation instead
+(single label per cell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.nn.modules.loss import _Loss
+
+__all__ = ["multilabel_targets", "MultiLabelDeepSupervisionLoss", "ConsistencyLoss"]
+
+
+def _pool(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return (F.adaptive_max_pool2d if x.ndim == 4 else F.adaptive_max_pool3d)(x, tuple(size))
+
+
+def multilabel_targets(target: torch.Tensor, sizes: Sequence[Sequence[int]], num_classes: int,
+                       ignore_value: float | None = -1) -> list[torch.Tensor]:
+    """One-hot ``target`` (B, 1, *spatial) class ids (values ``ignore_value`` are all-zero) max-pooled to each
+    of ``sizes`` → list of float (B, num_classes, *size)."""
+    if target.ndim not in (4, 5) or target.shape[1] != 1:
+        raise ValueError(f"target must be a (B, 1, H, W[, D]) label map, got shape {tuple(target.shape)}")
+    lab = target.round().long()
+    valid = lab >= 0 if ignore_value is not None else torch.ones_like(lab, dtype=torch.bool)
+    if (lab[valid] >= num_classes).any():
+        raise ValueError(f"target has class ids >= num_classes ({num_classes})")
+    onehot = torch.zeros((lab.shape[0], num_classes) + tuple(lab.shape[2:]), device=target.device)
+    onehot.scatter_(1, lab.clamp(min=0), valid.float())
+    return [_pool(onehot, s) for s in sizes]
+
+
+class MultiLabelDeepSupervisionLoss(_Loss):
+    """BCE of every level's logits against the max-pooled multi-label targets, combined over levels.
+
+    Args:
+        num_classes: C (background included: class 0 is a channel too, as in the reference).
+        weights: per-level weights (default 1 each), in the order of the inputs.
+        level_reduction: ``"mean"`` (weighted mean over levels, the default) or ``"sum"``.
+        ignore_value: label value of pixels without annotation.
+
+    ``forward(input, target, annotation=None, image_labels=None)``:
+        input: list of logits (B, C, *spatial_k), one per level (any order; the smallest is the coarsest), or one
+            tensor.
+        target: (B, 1, H, W[, D]) class ids (boxes are given as label maps too and supervise like masks).
+        annotation: (B,) codes 0 mask / 1 box / 2 image-level; image-level samples supervise only the coarsest
+            level, whose logits are max-pooled to one cell and compared with ``image_labels`` (B, C) (or, when
+            not given, the classes present in ``target``).
+    """
+
+    def __init__(self, num_classes: int, weights: Sequence[float] | None = None, level_reduction: str = "mean",
+                 ignore_value: float = -1) -> None:
+        super().__init__()
+        if level_reduction not in ("mean", "sum"):
+            raise ValueError(f"level_reduction must be 'mean' or 'sum', got {level_reduction!r}")
+        self.num_classes, self.weights, self.level_reduction = int(num_classes), weights, level_reduction
+        self.ignore_value = ignore_value
+
+    def forward(self, input, target: torch.Tensor, annotation: torch.Tensor | None = None,
+                image_labels: torch.Tensor | None = None) -> torch.Tensor:
+        levels = list(input) if isinstance(input, (list, tuple)) else [input]
+        if any(x.shape[1] != self.num_classes for x in levels):
+            raise ValueError(f"every level needs {self.num_classes} channels, got {[tuple(x.shape) for x in levels]}")
+        w = [1.0] * len(levels) if self.weights is None else [float(v) for v in self.weights]
+        if len(w) != len(levels):
+            raise ValueError(f"{len(w)} level weights for {len(levels)} levels")
+        b = target.shape[0]
+        ann = (torch.zeros(b, dtype=torch.long, device=target.device) if annotation is None
+               else torch.as_tensor(annotation, device=target.device).long().reshape(b))
+        if ((ann < 0) | (ann > 2)).any():
+            raise ValueError(f"annotation codes must be 0 (mask), 1 (box) or 2 (image), got {ann.tolist()}")
+        dense = ann != 2
+        targets = multilabel_targets(target, [x.shape[2:] for x in levels], self.num_classes, self.ignore_value)
+        coarsest = min(range(len(levels)), key=lambda i: levels[i][0, 0].numel())
+        if image_labels is None:
+            image_labels = multilabel_targets(target, [(1,) * (target.ndim - 2)], self.num_classes,
+                                              self.ignore_value)[0].flatten(1)
+        total = 0.0
+        for i, (x, t) in enumerate(zip(levels, targets)):
+            per = F.binary_cross_entropy_with_logits(x.float(), t, reduction="none").flatten(1).mean(1)  # (B,)
+            if i == coarsest:
+                glob = _pool(x.float(), (1,) * (x.ndim - 2)).flatten(1)
+                img = F.binary_cross_entropy_with_logits(glob, image_labels.float().to(x.device),
+                                                         reduction="none").mean(1)
+                per = torch.where(dense, per, img)
+            else:
+                per = per * dense.float()
+            denom = dense.float().sum().clamp(min=1) if i != coarsest else float(b)
+            total = total + w[i] * per.sum() / denom
+        return total / (sum(w) if self.level_reduction == "mean" else 1.0)
+
+
+class ConsistencyLoss(_Loss):
+    """Mean-teacher consistency: mean squared difference of the student's and the (detached) teacher's
+    probabilities (``sigmoid`` for multi-label / binary, ``softmax`` over channels otherwise), (B, C, *spatial)."""
+
+    def __init__(self, activation: str = "sigmoid") -> None:
+        super().__init__()
+        if activation not in ("sigmoid", "softmax"):
+            raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
+        self.activation = activation
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        act = torch.sigmoid if self.activation == "sigmoid" else (lambda z: torch.softmax(z, 1))
+        return F.mse_loss(act(input.float()), act(target.detach().float()))
