@@ -147,3 +147,26 @@ def test_consistency_loss():
     assert ConsistencyLoss()(a, a).item() == 0
     b = torch.full_like(a, 100.0)
     assert ConsistencyLoss()(a, b).item() == pytest.approx(0.25)
+
+
+def test_weak_label_batch_and_dict_targets_with_teacher():
+    from weakseg.engines import WeakLabelBatch
+
+    torch.manual_seed(0)
+    student = DeepSupervisionHeads(UNet(2, 1, 3, (4, 8, 16), (2, 2), num_res_units=1))
+    teacher = copy.deepcopy(student)
+    batch = {"image": torch.randn(2, 1, 16, 16), "label": torch.randint(0, 3, (2, 1, 16, 16)).float(),
+             "annotation": torch.tensor([0, 1]), "image_labels": torch.ones(2, 3)}
+    image, target = WeakLabelBatch(teacher=teacher)(batch)
+    assert set(target) == {"label", "annotation", "image_labels", "teacher"}
+    assert target["teacher"].shape == (2, 3, 16, 16) and not target["teacher"].requires_grad
+    student.train()
+    preds = student(image)
+    loss_fn = MultiLabelDeepSupervisionLoss(3, consistency_weight=2.0)
+    with_t = loss_fn(preds, target)
+    without = loss_fn(preds, {k: v for k, v in target.items() if k != "teacher"})
+    expect = without + 2.0 * ConsistencyLoss()(preds[0], target["teacher"])
+    assert with_t.item() == pytest.approx(expect.item(), rel=1e-6)
+    # flips move image and label together
+    flipped, t2 = WeakLabelBatch(flip={"prob": 1.0, "spatial_axes": [1], "seed": 0})(batch)
+    assert torch.equal(flipped, batch["image"].flip(-1)) and torch.equal(t2["label"], batch["label"].flip(-1))

@@ -1,4 +1,4 @@
-from weakseg.engines.mean_teacher import MeanTeacherHandler, ema_update
+from weakseg.engines.mean_teacher import MeanTeacherHandler, WeakLabelBatch, ema_update
 from weakseg.engines.augment import RandFlipBatch
 from weakseg.engines.edpcnn import (
     CentreBatch,
@@ -25,6 +25,7 @@ from weakseg.engines.visual import (
 
 __all__ = [
     "MeanTeacherHandler",
+    "WeakLabelBatch",
     "ema_update",
 
     "CentreBatch",

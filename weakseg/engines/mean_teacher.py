@@ -12,7 +12,7 @@ import copy
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["MeanTeacherHandler", "ema_update"]
+__all__ = ["MeanTeacherHandler", "WeakLabelBatch", "ema_update"]
 
 
 @torch.no_grad()
@@ -49,3 +49,37 @@ class MeanTeacherHandler:
 
     def __call__(self, engine: Engine | None = None) -> None:
         ema_update(self.teacher, self.student, self.alpha)
+
+
+class WeakLabelBatch:
+    """``prepare_batch`` for MONAI's ``SupervisedTrainer`` with mixed annotations: returns ``(image, target)``
+    where ``target`` is a dict ``{"label", "annotation", "image_labels"}`` (see
+    :class:`weakseg.losses.MultiLabelDeepSupervisionLoss`), plus ``"teacher"`` — the teacher's logits on the same
+    images, no gradient — when a mean ``teacher`` is given. Random flips of image and label (``flip``, the
+    :class:`weakseg.engines.RandFlipBatch` arguments) are applied before the teacher sees the images."""
+
+    def __init__(self, teacher: torch.nn.Module | None = None, flip: dict | None = None) -> None:
+        from weakseg.engines.augment import RandFlipBatch
+
+        self.teacher = teacher
+        self.flipper = RandFlipBatch(**flip) if flip else None
+
+    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
+        def dev(x):
+            return torch.as_tensor(x).to(device=device, non_blocking=non_blocking)
+
+        image, label = dev(batchdata["image"]), dev(batchdata["label"])
+        if self.flipper is not None:
+            image, label = self.flipper.flip(image, label)
+        target = {"label": label}
+        for k in ("annotation", "image_labels"):
+            if k in batchdata:
+                target[k] = dev(batchdata[k])
+        if self.teacher is not None:
+            was = self.teacher.training
+            self.teacher.eval()
+            with torch.no_grad():
+                out = self.teacher(image)
+            self.teacher.train(was)
+            target["teacher"] = out[0] if isinstance(out, (list, tuple)) else out
+        return image, target

@@ -54,18 +54,30 @@ class MultiLabelDeepSupervisionLoss(_Loss):
         annotation: (B,) codes 0 mask / 1 box / 2 image-level; image-level samples supervise only the coarsest
             level, whose logits are max-pooled to one cell and compared with ``image_labels`` (B, C) (or, when
             not given, the classes present in ``target``).
+
+    ``target`` may also be a dict with ``label``, ``annotation``, ``image_labels`` and optionally ``teacher``
+    (the mean teacher's logits of the finest level; adds ``consistency_weight`` × :class:`ConsistencyLoss`),
+    as produced by :class:`weakseg.engines.WeakLabelBatch` for MONAI's ``SupervisedTrainer``.
     """
 
     def __init__(self, num_classes: int, weights: Sequence[float] | None = None, level_reduction: str = "mean",
-                 ignore_value: float = -1) -> None:
+                 ignore_value: float = -1, consistency_weight: float = 1.0) -> None:
         super().__init__()
+        self.consistency = ConsistencyLoss()
+        self.consistency_weight = float(consistency_weight)
         if level_reduction not in ("mean", "sum"):
             raise ValueError(f"level_reduction must be 'mean' or 'sum', got {level_reduction!r}")
         self.num_classes, self.weights, self.level_reduction = int(num_classes), weights, level_reduction
         self.ignore_value = ignore_value
 
-    def forward(self, input, target: torch.Tensor, annotation: torch.Tensor | None = None,
+    def forward(self, input, target, annotation: torch.Tensor | None = None,
                 image_labels: torch.Tensor | None = None) -> torch.Tensor:
+        teacher = None
+        if isinstance(target, dict):  # from weakseg.engines.WeakLabelBatch: label, annotation, image_labels, teacher
+            annotation = target.get("annotation", annotation)
+            image_labels = target.get("image_labels", image_labels)
+            teacher = target.get("teacher")
+            target = target["label"]
         levels = list(input) if isinstance(input, (list, tuple)) else [input]
         if any(x.shape[1] != self.num_classes for x in levels):
             raise ValueError(f"every level needs {self.num_classes} channels, got {[tuple(x.shape) for x in levels]}")
@@ -95,7 +107,10 @@ class MultiLabelDeepSupervisionLoss(_Loss):
                 per = per * dense.float()
             denom = dense.float().sum().clamp(min=1) if i != coarsest else float(b)
             total = total + w[i] * per.sum() / denom
-        return total / (sum(w) if self.level_reduction == "mean" else 1.0)
+        total = total / (sum(w) if self.level_reduction == "mean" else 1.0)
+        if teacher is not None:  # mean teacher: consistency of the finest level with the teacher's prediction
+            total = total + self.consistency_weight * self.consistency(levels[0], teacher)
+        return total
 
 
 class ConsistencyLoss(_Loss):
