@@ -30,13 +30,16 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, alpha: float)
 class MeanTeacherHandler:
     """Ignite handler keeping ``teacher`` (default: a deep copy of ``student``, no gradients) as the EMA of
     ``student`` after each iteration. Put ``teacher`` in the checkpoint's ``save_dict`` to save it, and give it to
-    the evaluator instead of the student to evaluate with the teacher.
+    the evaluator instead of the student to evaluate with the teacher. ``enabled=False`` attaches nothing (a
+    config switch).
 
     Raises:
         ValueError: ``alpha`` outside [0, 1).
     """
 
-    def __init__(self, student: torch.nn.Module, alpha: float = 0.99, teacher: torch.nn.Module | None = None) -> None:
+    def __init__(self, student: torch.nn.Module, alpha: float = 0.99, teacher: torch.nn.Module | None = None,
+                 enabled: bool = True) -> None:
+        self.enabled = bool(enabled)
         if not 0.0 <= float(alpha) < 1.0:
             raise ValueError(f"mean-teacher alpha must be in [0, 1), got {alpha}")
         self.student, self.alpha = student, float(alpha)
@@ -45,7 +48,8 @@ class MeanTeacherHandler:
             p.requires_grad_(False)
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        if self.enabled:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine | None = None) -> None:
         ema_update(self.teacher, self.student, self.alpha)

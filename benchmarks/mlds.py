@@ -1,0 +1,115 @@
+"""Every annotation counts on hippocampus slices: baseline vs multi-label deep supervision vs mean-taught deep
+supervision, with k fully annotated training volumes and the rest given as boxes or image-level labels.
+
+Each run is the bundle (`train.json` + `train_mlds.json`) in a subprocess; the best-validation-Dice checkpoint
+is scored on the test volumes' slices: IoU of hippocampus head (1) and body (2), pooled over the test slices,
+and their mean. Baseline: only the k mask volumes, heads weighted 0 (plain full-resolution BCE). DS: all
+volumes, k with masks, the others half boxes, half image labels. MT: DS + mean teacher (evaluated with the
+teacher).
+
+    python benchmarks/mlds.py --ks 3 6 12 24 all --seeds 0 1 2 --epochs 10 --out_jsonl r.jsonl
+    python benchmarks/mlds.py --report r.jsonl --out_md table.md
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CONFIGS, DEFAULT_DATA, REPO, bench_args, emit, load_bundle_parser, machine_line  # noqa: E402
+
+METHODS = {
+    "baseline": ["--use_weak", "False", "--level_weights", "[1.0, 0.0, 0.0]"],
+    "ds": [],
+    "mt": ["--mean_teacher", "True", "--evaluate_teacher", "True"],
+}
+
+
+def run_one(args, k, method, seed, root: Path) -> dict:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training",
+           "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'train_mlds.json'}']",
+           "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
+           "--bundle_root", str(root), "--dataset_dir", args.dataset_dir, "--download", "False",
+           "--max_epochs", str(args.epochs), "--seed", str(seed), "--num_masks", "None" if k == "all" else str(k),
+           "--box_fraction", str(args.box_fraction), *METHODS[method]]
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} k={k} seed={seed} failed:\n{proc.stderr[-3000:]}")
+    ckpt = next((root / "output").glob("mlds_*/models/model.pt"))
+    parser = load_bundle_parser("train.json", "train_mlds.json", dataset_dir=args.dataset_dir, download=False,
+                                seed=seed)
+    net = parser.get_parsed_content("network")
+    net.load_state_dict(torch.load(ckpt, weights_only=True, map_location="cpu"))
+    net.eval()
+    import weakseg
+
+    items = weakseg.data.volumes_to_slices(parser.get_parsed_content("splits")["test"],
+                                           parser.get_parsed_content("volume_transforms"))
+    imgs = torch.stack([torch.as_tensor(s["image"]) for s in items]).float()
+    labs = torch.stack([torch.as_tensor(s["label"]) for s in items]).long()[:, 0]
+    dev = next(net.parameters()).device
+    with torch.no_grad():
+        pred = torch.cat([net(imgs[i : i + 512].to(dev)).argmax(1).cpu() for i in range(0, len(imgs), 512)])
+    iou = {}
+    for c in (1, 2):
+        inter = ((pred == c) & (labs == c)).sum().item()
+        union = ((pred == c) | (labs == c)).sum().item()
+        iou[c] = inter / max(union, 1)
+    return {"k": k, "method": method, "seed": seed, "epochs": args.epochs, "iou_head": iou[1], "iou_body": iou[2],
+            "miou": (iou[1] + iou[2]) / 2, "test_slices": len(items), "minutes": (time.time() - t0) / 60,
+            "device": str(dev)}
+
+
+def report(files, out_md):
+    recs = [json.loads(ln) for f in files for ln in open(f) if ln.strip()]
+    ks = sorted({str(r["k"]) for r in recs}, key=lambda s: (s == "all", int(s) if s.isdigit() else 0))
+    lines = [f"Runs: {len(recs)} from {', '.join(Path(f).name for f in files)}", "",
+             "| k mask volumes | baseline (masks only) | deep supervision | mean-taught deep supervision | seeds |",
+             "|---|---|---|---|---|"]
+    for k in ks:
+        cells, seeds = [], set()
+        for m in ("baseline", "ds", "mt"):
+            v = [r["miou"] for r in recs if str(r["k"]) == k and r["method"] == m]
+            seeds |= {r["seed"] for r in recs if str(r["k"]) == k and r["method"] == m}
+            cells.append(f"{np.mean(v):.3f} ({np.std(v):.3f})" if v else "–")
+        lines.append(f"| {k} | " + " | ".join(cells) + f" | {len(seeds)} |")
+    return emit(lines, out_md)
+
+
+def main():
+    ap = bench_args(__doc__, device_arg=False)
+    ap.set_defaults(dataset_dir=str(DEFAULT_DATA))
+    ap.add_argument("--ks", nargs="+", default=["3", "6", "12", "24", "all"])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--box_fraction", type=float, default=0.5)
+    ap.add_argument("--out_jsonl", default=None)
+    ap.add_argument("--report", nargs="+", default=None)
+    args = ap.parse_args()
+    if args.report:
+        report(args.report, args.out_md)
+        return
+    print(machine_line(torch.device("cuda" if torch.cuda.is_available() else "cpu")), flush=True)
+    for seed in args.seeds:
+        for k in args.ks:
+            for m in args.methods:
+                with tempfile.TemporaryDirectory() as tmp:
+                    rec = run_one(args, k, m, seed, Path(tmp))
+                print(json.dumps(rec), flush=True)
+                if args.out_jsonl:
+                    with open(args.out_jsonl, "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()
