@@ -2,7 +2,8 @@
 supervision, with k fully annotated training volumes and the rest given as boxes or image-level labels.
 
 Each run is the bundle (`train.json` + `train_mlds.json`) in a subprocess; the best-validation-Dice checkpoint
-is scored on the test volumes' slices: IoU of hippocampus head (1) and body (2), pooled over the test slices,
+is scored on the test volumes' slices (every method trains the same number of iterations,
+``--epochs`` × ``--iterations_per_epoch`` of batch 64): IoU of hippocampus head (1) and body (2), pooled over the test slices,
 and their mean. Baseline: only the k mask volumes, heads weighted 0 (plain full-resolution BCE). DS: all
 volumes, k with masks, the others half boxes, half image labels. MT: DS + mean teacher (evaluated with the
 teacher).
@@ -39,7 +40,8 @@ def run_one(args, k, method, seed, root: Path) -> dict:
            "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
            "--bundle_root", str(root), "--dataset_dir", args.dataset_dir, "--download", "False",
            "--max_epochs", str(args.epochs), "--seed", str(seed), "--num_masks", "None" if k == "all" else str(k),
-           "--box_fraction", str(args.box_fraction), *METHODS[method]]
+           "--box_fraction", str(args.box_fraction), "--iterations_per_epoch", str(args.iterations_per_epoch),
+           *METHODS[method]]
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -64,7 +66,7 @@ def run_one(args, k, method, seed, root: Path) -> dict:
         inter = ((pred == c) & (labs == c)).sum().item()
         union = ((pred == c) | (labs == c)).sum().item()
         iou[c] = inter / max(union, 1)
-    return {"k": k, "method": method, "seed": seed, "epochs": args.epochs, "iou_head": iou[1], "iou_body": iou[2],
+    return {"k": k, "method": method, "seed": seed, "epochs": args.epochs, "iterations": args.epochs * args.iterations_per_epoch, "iou_head": iou[1], "iou_body": iou[2],
             "miou": (iou[1] + iou[2]) / 2, "test_slices": len(items), "minutes": (time.time() - t0) / 60,
             "device": str(dev)}
 
@@ -93,6 +95,8 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--box_fraction", type=float, default=0.5)
+    ap.add_argument("--iterations_per_epoch", type=int, default=48,
+                    help="the same number of iterations for every method (the masks-only baseline has fewer slices)")
     ap.add_argument("--out_jsonl", default=None)
     ap.add_argument("--report", nargs="+", default=None)
     args = ap.parse_args()
