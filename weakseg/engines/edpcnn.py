@@ -190,6 +190,11 @@ class EDPCNNTrainer(SupervisedTrainer):
 
     ``engine.state.output``: ``image``, ``label``, ``loss`` (step 3) and ``approx_loss`` (last F step).
     Other arguments are those of MONAI's ``SupervisedTrainer`` (``loss_function`` is the cross-entropy).
+
+    ``cuda_graph``: on CUDA, steps 2 and 3 of the approximator are captured as CUDA graphs at the first
+    iteration (step 2 only with a capturable optimizer, e.g. ``Adam(..., capturable=True)``) and replayed; the
+    graphs hold the approximator's and its optimizer's tensors, so load their states (resume) before the run
+    starts, as :class:`weakseg.engines.ResumeHandler` does, not in the middle of it.
     """
 
     def __init__(
