@@ -14,7 +14,18 @@ from typing import Any
 import torch
 from monai.engines import default_prepare_batch
 
-__all__ = ["RandFlipBatch"]
+__all__ = ["RandFlipBatch", "device_generator"]
+
+
+def device_generator(cache: dict, seed: int | None, device: torch.device) -> torch.Generator:
+    """The ``torch.Generator`` on ``device`` kept in ``cache`` (one per device), seeded with ``seed`` when first
+    made (``None``: a random seed); drawing on the data's device avoids a host-to-device copy per batch."""
+    key = str(device)
+    if key not in cache:
+        g = torch.Generator(device=device)
+        g.manual_seed(int(seed)) if seed is not None else g.seed()
+        cache[key] = g
+    return cache[key]
 
 
 class RandFlipBatch:
@@ -48,35 +59,30 @@ class RandFlipBatch:
         self.generators: dict[str, torch.Generator] = {}
 
     def _generator(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        if key not in self.generators:
-            g = torch.Generator(device=device)
-            g.manual_seed(int(self.seed)) if self.seed is not None else g.seed()
-            self.generators[key] = g
-        return self.generators[key]
+        return device_generator(self.generators, self.seed, device)
 
     def flip(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
         """Flip the samples of ``tensors`` (B, C, *spatial), all with the same random decisions."""
         ref = tensors[0]
         b, nd = ref.shape[0], ref.ndim - 2
         out = list(tensors)
+
+        def apply(prob: float, op) -> None:  # op on the picked samples of every tensor shaped like ref
+            pick = torch.rand(b, generator=self._generator(ref.device), device=ref.device) < prob
+            for i, t in enumerate(out):
+                if isinstance(t, torch.Tensor) and t.ndim == ref.ndim and t.shape[2:] == ref.shape[2:]:
+                    m = pick.to(t.device).view((b,) + (1,) * (t.ndim - 1))
+                    out[i] = torch.where(m, op(t), t)
+
         for a in self.spatial_axes:
             if not -nd <= a < nd:
                 raise ValueError(f"RandFlipBatch: spatial axis {a} out of range for input of shape {tuple(ref.shape)}")
             dim = 2 + (a % nd)
-            pick = torch.rand(b, generator=self._generator(ref.device), device=ref.device) < self.prob
-            for i, t in enumerate(out):
-                if isinstance(t, torch.Tensor) and t.ndim == ref.ndim and t.shape[2:] == ref.shape[2:]:
-                    m = pick.to(t.device).view((b,) + (1,) * (t.ndim - 1))
-                    out[i] = torch.where(m, t.flip(dim), t)
+            apply(self.prob, lambda t: t.flip(dim))
         if self.transpose:
             if nd != 2 or ref.shape[-1] != ref.shape[-2]:
                 raise ValueError(f"RandFlipBatch: transpose needs square 2D samples, got shape {tuple(ref.shape)}")
-            pick = torch.rand(b, generator=self._generator(ref.device), device=ref.device) < 0.5
-            for i, t in enumerate(out):
-                if isinstance(t, torch.Tensor) and t.ndim == ref.ndim and t.shape[2:] == ref.shape[2:]:
-                    m = pick.to(t.device).view((b,) + (1,) * (t.ndim - 1))
-                    out[i] = torch.where(m, t.transpose(-1, -2), t)
+            apply(0.5, lambda t: t.transpose(-1, -2))
         return out
 
     def __call__(self, batchdata: Any, device=None, non_blocking: bool = False, **kwargs: Any):

@@ -26,6 +26,7 @@ from monai.engines.utils import IterationEvents
 from monai.inferers import Inferer
 from monai.utils import CommonKeys as Keys
 
+from weakseg.engines.augment import device_generator
 from weakseg.networks.edpcnn import DPApproximator, StarPattern, dp_contour, smooth_indices
 from weakseg.transforms.contour import mask_centroid
 
@@ -39,15 +40,6 @@ __all__ = [
     "jitter_centres",
     "sample_centres_inside",
 ]
-
-
-def _generator(cache: dict, seed: int | None, device: torch.device) -> torch.Generator:
-    key = str(device)
-    if key not in cache:
-        g = torch.Generator(device=device)
-        g.manual_seed(int(seed)) if seed is not None else g.seed()
-        cache[key] = g
-    return cache[key]
 
 
 def sample_centres_inside(
@@ -332,7 +324,7 @@ class EDPCNNTrainer(SupervisedTrainer):
             raise ValueError(f"EDPCNNTrainer expects (B, 1, H, W) label masks, got {getattr(labels, 'shape', labels)}")
         images, labels = torch.as_tensor(images), torch.as_tensor(labels)
         dev, b = images.device, images.shape[0]
-        gen = _generator(self._generators, self.seed, dev)
+        gen = device_generator(self._generators, self.seed, dev)
         with torch.no_grad():
             if self.centre_jitter is None:
                 centre = mask_centroid(labels).to(dev)
