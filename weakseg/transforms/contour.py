@@ -131,7 +131,7 @@ class MaskCentroid(Transform):
         self.inside = inside
 
     def __call__(self, mask: Any) -> torch.Tensor:
-        m = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask)
+        m = torch.as_tensor(mask)
         if m.ndim == 3:
             if m.shape[0] != 1:
                 raise ValueError(f"MaskCentroid expects a (1, H, W) mask, got {tuple(m.shape)}")

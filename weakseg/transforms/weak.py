@@ -15,6 +15,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
+from weakseg.transforms.labels import _ArrayMapTransform
+
 __all__ = [
     "ANNOTATION_TYPES",
     "annotation_code",
@@ -76,18 +78,12 @@ class BoxFromMask(Transform):
         return torch.as_tensor(box[None], dtype=torch.float32)
 
 
-class BoxFromMaskd(MapTransform):
+class BoxFromMaskd(_ArrayMapTransform):
     """Dictionary version of :class:`BoxFromMask`."""
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.op = BoxFromMask()
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.op(d[key])
-        return d
+        self.transform = BoxFromMask()
 
 
 class ImageLabels(Transform):
@@ -99,7 +95,7 @@ class ImageLabels(Transform):
         self.num_classes = int(num_classes)
 
     def __call__(self, label: Any) -> torch.Tensor:
-        lab = torch.as_tensor(np.asarray(label) if not isinstance(label, torch.Tensor) else label).round().long()
+        lab = torch.as_tensor(label).round().long()
         if lab.numel() and (lab.min() < 0 or lab.max() >= self.num_classes):
             raise ValueError(f"label values must be in [0, {self.num_classes}), got range "
                              f"[{int(lab.min())}, {int(lab.max())}]")
@@ -137,8 +133,7 @@ class WeakAnnotationd(MapTransform):
             if kind == "box":
                 d[key] = self.box(lab)
             elif kind == "image":
-                d[key] = torch.full(tuple(torch.as_tensor(np.asarray(lab) if not isinstance(lab, torch.Tensor)
-                                                          else lab).shape), self.ignore_value)
+                d[key] = torch.full(tuple(np.shape(lab)), self.ignore_value)
         d[self.annotation_key] = code
         return d
 
