@@ -22,7 +22,8 @@ def test_torchrun_two_processes(tmp_path, hippo_dir):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
+    finished = [line for line in proc.stdout.splitlines() if "finished:" in line]
+    assert proc.returncode == 0, "\n".join(finished) + "\n" + proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]
 
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "train.json"))
