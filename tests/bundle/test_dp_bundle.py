@@ -39,7 +39,7 @@ def test_pattern_radius_too_large_is_a_clear_error(tmp_path, sunnybrook_dir):
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
-def test_evaluate_dp_on_the_test_patient(tmp_path, sunnybrook_dir):
+def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunnybrook_dir):
     args = ("--dataset_dir", str(sunnybrook_dir), "--max_epochs", "1", "--val_interval", "1",
             "--num_train_slices", "10", "--num_samples", "1")
     proc = run_bundle(tmp_path, *args, config=DP_CONFIG)
@@ -57,3 +57,46 @@ def test_evaluate_dp_on_the_test_patient(tmp_path, sunnybrook_dir):
     assert {"test_dice", "test_assd_mm", "test_hd_mm"} <= set(summary["metrics"])
     rows = (eval_dir / "test_dice_raw.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == test_ids  # one row per slice of the held-out test patient
+
+    # inference_dp.json: NIfTI volumes (slices on the last axis) + a centres JSON -> label volumes
+    import nibabel as nib
+    import numpy as np
+
+    from weakseg.data import LoadLVSliced
+    from weakseg.transforms.contour import mask_centroid
+
+    test_items = split_by_patient(load_sunnybrook_datalist(sunnybrook_dir), (0.5, 0.25, 0.25), 0)["test"][:5]
+    loaded = [LoadLVSliced()(it) for it in test_items]
+    vol = np.stack([d["image"][0].numpy() for d in loaded], -1).astype(np.int16)
+    aff = np.array([[-1.37, 0, 0, 10.0], [0, -1.37, 0, -5.0], [0, 0, 8.0, 2.0], [0, 0, 0, 1]])
+    in_dir = tmp_path / "volumes"
+    in_dir.mkdir()
+    nib.save(nib.Nifti1Image(vol, aff), in_dir / "lv_a.nii.gz")
+    nib.save(nib.Nifti1Image(vol[:200, :, :2], aff), in_dir / "lv_b.nii.gz")
+    cen = [mask_centroid(d["label"][None])[0].tolist() for d in loaded]
+    centres = {"lv_a.nii.gz": [[k, cen[k][0], cen[k][1]] for k in (0, 2, 3)], "lv_b.nii.gz": []}
+    (in_dir / "centres.json").write_text(json.dumps(centres))
+    pred_dir = tmp_path / "pred"
+    proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt"),
+                      "--input_dir", str(in_dir), "--prediction_dir", str(pred_dir),
+                      config=DP_CONFIG + ("inference.json", "inference_dp.json"), run_id="inferring")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name, src in (("lv_a", vol), ("lv_b", vol[:200, :, :2])):
+        out = nib.load(pred_dir / f"{name}_seg.nii.gz")
+        assert out.shape == src.shape and np.allclose(out.affine, aff)
+        seg = np.asarray(out.dataobj)
+        assert set(np.unique(seg)) <= {0, 1}
+        with_centre = [c[0] for c in centres[f"{name}.nii.gz"]]
+        for k in range(src.shape[-1]):
+            if k in with_centre:  # a closed contour around the centre: the centre pixel is inside, in place
+                r, c = (int(round(v)) for v in cen[k])
+                assert seg[r, c, k] == 1 and seg[..., k].sum() > 1
+            else:
+                assert not seg[..., k].any()
+        assert (pred_dir / f"{name}_montage.png").is_file()
+    (in_dir / "centres.json").write_text(json.dumps({"lv_a.nii.gz": [[9, 10, 10]], "lv_b.nii.gz": []}))
+    proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt"),
+                      "--input_dir", str(in_dir), "--prediction_dir", str(tmp_path / "pred2"),
+                      config=DP_CONFIG + ("inference.json", "inference_dp.json"), run_id="inferring")
+    assert proc.returncode != 0
+    assert "lv_a.nii.gz: centre (slice 9, row 10, col 10) is outside the volume" in proc.stderr

@@ -8,6 +8,7 @@ from weakseg.data.covid import (
 from weakseg.data.sunnybrook import (
     LoadLVSliced,
     SunnybrookSource,
+    centres_datalist,
     load_sunnybrook_datalist,
     lv_slices,
     nifti_lv_datalist,
@@ -30,6 +31,7 @@ from weakseg.data.msd import (
 __all__ = [
     "LoadLVSliced",
     "SunnybrookSource",
+    "centres_datalist",
     "load_sunnybrook_datalist",
     "lv_slices",
     "nifti_lv_datalist",

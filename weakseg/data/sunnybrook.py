@@ -169,6 +169,56 @@ def nifti_lv_datalist(
     return items
 
 
+def centres_datalist(
+    files: Sequence[str | os.PathLike], centres_file: str | os.PathLike, source: str | os.PathLike = "input"
+) -> list[dict[str, Any]]:
+    """Inference items ``{"image": path, "centres": float32 (K, 3)}`` for :class:`weakseg.engines.DPVolumeInferer`.
+
+    ``centres_file`` is JSON mapping each input file name (or its path as given) to a list of
+    ``[slice, row, col]`` voxel positions of the object centre, one per slice to segment, e.g.
+    ``{"patient101_frame01.nii.gz": [[3, 110.5, 98.0], [4, 111.0, 97.5]]}``. An empty list means no slice.
+
+    Raises:
+        FileNotFoundError / ValueError: naming ``centres_file`` (unreadable, not a JSON object, an entry that is
+        not a list of ``[slice, row, col]`` numbers) or the input file without an entry.
+    """
+    import json
+
+    from weakseg.data.msd import files_datalist
+
+    items = files_datalist(files, source)
+    path = Path(centres_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"centres file '{centres_file}' does not exist; expected JSON "
+                                '{"<input file name>": [[slice, row, col], ...]}')
+    try:
+        spec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"centres file '{centres_file}' is not valid JSON: {e}") from e
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"centres file '{centres_file}': expected a JSON object keyed by input file name, "
+                         f"got {type(spec).__name__}")
+    given = [str(f) for f in ([files] if isinstance(files, (str, os.PathLike)) else files)]
+    for it, raw in zip(items, given):
+        keys = (raw, it["image"], Path(it["image"]).name)
+        key = next((k for k in keys if k in spec), None)
+        if key is None:
+            raise ValueError(f"centres file '{centres_file}' has no entry for input '{raw}' (use its file name "
+                             f"'{keys[2]}' as key)")
+        entry = spec[key]
+        ok = isinstance(entry, list) and all(
+            isinstance(e, list) and len(e) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in e)
+            for e in entry
+        )
+        if not ok:
+            raise ValueError(f"centres file '{centres_file}', entry '{key}': expected a list of [slice, row, col] "
+                             f"finite numbers, got {str(entry)[:80]}")
+        arr = np.asarray(entry, dtype=np.float64).reshape(-1, 3)
+        it["centres"] = arr.astype(np.float32)
+    return items
+
+
 def split_by_patient(
     items: Sequence[dict], fractions: Sequence[float] = (0.5, 0.25, 0.25), seed: int = 0, key: str = "patient"
 ) -> dict[str, list[dict]]:
