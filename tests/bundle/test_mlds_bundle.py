@@ -46,3 +46,54 @@ def test_deep_supervision_without_teacher_and_masks_only_baseline(tmp_path, hipp
     proc = run_bundle(tmp_path, *base, "--use_weak", "False", "--level_weights", "[1.0, 0.0, 0.0]", config=MLDS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "output" / "mlds_k2_box0.5_masks_only" / "models" / "model.pt").is_file()
+
+
+def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir):
+    import json
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+    import pytest
+
+    base = ("--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "2", "--max_train_volumes", "8",
+            "--max_val_volumes", "2", "--num_masks", "4")
+    proc = run_bundle(tmp_path, *base, config=MLDS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "output" / "mlds_k4_box0.5_ds" / "models" / "model.pt"
+
+    ds = tmp_path / "ds"
+    (ds / "imagesTr").mkdir(parents=True)
+    (ds / "labelsTr").mkdir()
+    names = [p.name for p in sorted((hippo_dir / "labelsTr").glob("*.nii.gz"))[-2:]]
+    for n in names:
+        shutil.copy(hippo_dir / "imagesTr" / n, ds / "imagesTr" / n)
+        shutil.copy(hippo_dir / "labelsTr" / n, ds / "labelsTr" / n)
+    (ds / "dataset.json").write_text(json.dumps(
+        {"training": [{"image": f"./imagesTr/{n}", "label": f"./labelsTr/{n}"} for n in names], "test": []}))
+    proc = run_bundle(tmp_path, *base[2:], "--dataset_dir", str(ds), "--eval_split", "all", "--ckpt_path", str(ckpt),
+                      config=MLDS + ("evaluate.json", "evaluate_mlds.json"), run_id="evaluating")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ev = tmp_path / "output" / "mlds_k4_box0.5_ds" / "eval_all"
+    res = json.loads((ev / "metrics.json").read_text())
+    assert [r["case"].split("/")[-1] for r in res["per_case"]] == names
+    header = (ev / "test_dice3d_raw.csv").read_text().splitlines()[0].split(",")
+    assert header == ["filename", "class0", "class1", "mean"]  # one column per foreground class (head, body)
+
+    out = tmp_path / "pred"
+    proc = run_bundle(tmp_path, *base[2:], "--input_dir", str(ds / "imagesTr"), "--ckpt_path", str(ckpt),
+                      "--prediction_dir", str(out), config=MLDS + ("inference.json", "inference_mlds.json"),
+                      run_id="inferring")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for r in res["per_case"]:
+        n = r["case"].split("/")[-1]
+        img = nib.load(ds / "imagesTr" / n)
+        seg_img = nib.load(out / n.replace(".nii.gz", "_seg.nii.gz"))
+        assert seg_img.shape == img.shape and np.allclose(seg_img.affine, img.affine)
+        seg = np.asanyarray(seg_img.dataobj)
+        gt = np.asanyarray(nib.load(ds / "labelsTr" / n).dataobj)
+        assert set(np.unique(seg).tolist()) <= {0, 1, 2}
+        # independent check: the 3D Dice of the written labels per class (head, body) = the evaluated values
+        d = [2 * ((seg == c) & (gt == c)).sum() / ((seg == c).sum() + (gt == c).sum()) for c in (1, 2)]
+        assert d == pytest.approx(r["test_dice3d"], abs=1e-5)
+        assert len(d) == 2
