@@ -38,3 +38,27 @@ def test_torchrun_two_processes(tmp_path, hippo_dir):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert len(client.get_metric_history(runs[0].info.run_id, "train_loss")) == expected
     assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "val_mean_dice")) == [1, 2]
+
+
+def test_torchrun_edpcnn(tmp_path, sunnybrook_dir):
+    """train_dp.json under torchrun: the DDP network and the synchronised approximator, one MLflow run."""
+    import torch
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", "29534",
+           "-m", "monai.bundle", "run", "training",
+           "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'train_dp.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
+           "--bundle_root", str(tmp_path), "--dataset_dir", str(sunnybrook_dir), "--max_epochs", "2",
+           "--val_interval", "1", "--num_train_slices", "10", "--num_samples", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]
+    steps = {int(r): int(s) for r, s in re.findall(r"rank (\d) finished: (\d+) optimisation steps", proc.stdout)}
+    assert steps == {0: 2, 1: 2}  # 10 slices, 5 per rank, batch 10: one step per epoch
+    client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert len(client.get_metric_history(runs[0].info.run_id, "val_mean_dice")) == 2
+    last = torch.load(tmp_path / "output" / "edpcnn" / "models" / "checkpoint_last.pt", weights_only=True)
+    assert {"model", "approximator", "approximator_optimizer"} <= set(last)
+    final = torch.load(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt", weights_only=True)
+    for ckpt in (last, final):  # loadable into the plain network
+        assert not any(k.startswith("module.") for k in ckpt["model"])

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.engines import SupervisedTrainer, default_prepare_batch
+from ignite.engine import Events
 from monai.engines.utils import IterationEvents
 from monai.inferers import Inferer
 from monai.utils import CommonKeys as Keys
@@ -278,6 +279,12 @@ class EDPCNNTrainer(SupervisedTrainer):
     iteration (step 2 only with a capturable optimizer, e.g. ``Adam(..., capturable=True)``) and replayed; the
     graphs hold the approximator's and its optimizer's tensors, so load their states (resume) before the run
     starts, as :class:`weakseg.engines.ResumeHandler` does, not in the middle of it.
+
+    ``sync_approximator``: under ``torch.distributed`` (e.g. ``torchrun`` with a DDP-wrapped network) the
+    approximator starts from rank 0's weights and each of its steps uses the gradient averaged over all ranks,
+    so every rank holds the same ``F`` (the one saved by rank 0) trained on the global batch; the inner steps then
+    run eagerly (no CUDA graph for step 2). ``None``: on whenever the world size is > 1. Each rank draws its own
+    jitter, rotations and noise (seed + 7919 · rank).
     """
 
     def __init__(
@@ -298,6 +305,7 @@ class EDPCNNTrainer(SupervisedTrainer):
         channel: int = 0,
         seed: int | None = 0,
         cuda_graph: bool = True,
+        sync_approximator: bool | None = None,
         **kwargs: Any,
     ) -> None:
         if sigma < 0:
@@ -311,11 +319,37 @@ class EDPCNNTrainer(SupervisedTrainer):
         self.star, self.delta, self.sigma = star_pattern, int(delta), float(sigma)
         self.num_samples = int(num_samples)
         self.centre_jitter, self.rotation_jitter, self.channel = centre_jitter, bool(rotation_jitter), int(channel)
-        self.seed, self._generators = seed, {}
+        self.seed, self._base_seed, self._generators = seed, seed, {}
         self.cuda_graph, self._graphs = bool(cuda_graph), {}
+        self.sync_approximator = sync_approximator
+        self.add_event_handler(Events.STARTED, self._start_distributed)
         if self.cuda_graph and torch.device(device).type == "cuda" and not self._capturable():
             logger.info("EDPCNNTrainer: approximator_optimizer is not capturable (e.g. Adam(capturable=True)); "
                         "approximator steps run without CUDA graphs")
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _synced(self) -> bool:
+        ws = self._world()[1]
+        return ws > 1 if self.sync_approximator is None else bool(self.sync_approximator) and ws > 1
+
+    def _start_distributed(self, engine: "EDPCNNTrainer") -> None:
+        """Under torch.distributed: the approximator starts from rank 0's weights (as DDP does for the network)
+        and each rank draws its own centre jitter, rotations and noise."""
+        rank, ws = self._world()
+        if ws == 1:
+            return
+        if self._base_seed is not None:
+            self._generators.clear()
+            self.seed = int(self._base_seed) + 7919 * rank
+        if self._synced():
+            with torch.no_grad():
+                for t in list(self.approximator.parameters()) + list(self.approximator.buffers()):
+                    torch.distributed.broadcast(t, 0)
 
     def _capturable(self) -> bool:
         return all(g.get("capturable", True) for g in self.approximator_optimizer.param_groups)
@@ -324,6 +358,15 @@ class EDPCNNTrainer(SupervisedTrainer):
         loss = F.cross_entropy(self.approximator(x).transpose(1, 2), t)
         self.approximator_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self._synced():  # data parallel: the approximator steps on the gradient averaged over all ranks
+            grads = [p.grad for p in self.approximator.parameters() if p.grad is not None]
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            torch.distributed.all_reduce(flat)
+            flat /= self._world()[1]
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
         self.approximator_optimizer.step()
         return loss
 
@@ -333,7 +376,7 @@ class EDPCNNTrainer(SupervisedTrainer):
         replayed. Returns the last step's loss."""
         self.approximator.train()
         s_num = noisy.shape[0]
-        if not (self.cuda_graph and noisy.is_cuda and self._capturable()):
+        if not (self.cuda_graph and noisy.is_cuda and self._capturable()) or self._synced():
             for s in range(s_num):
                 loss = self._approx_step(noisy[s], dp_idx[s])
             return loss.detach()

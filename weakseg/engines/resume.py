@@ -28,7 +28,8 @@ class ResumeHandler:
     List it after the ``ValidationHandler`` so that a saved epoch always has its validation logged; its loading
     runs first at start whatever the order. The trainer is added to the saved objects at ``attach`` time, so a bundle config needs no circular
     reference from a handler to its own trainer. Loading uses ``torch.load(..., weights_only=True)``.
-    ``save=False`` only loads (the non-zero ranks of a distributed run).
+    ``save=False`` only loads (the non-zero ranks of a distributed run). A (Distributed)DataParallel network is
+    saved as its module, so the file is the same with one process or many.
     """
 
     def __init__(
@@ -41,7 +42,10 @@ class ResumeHandler:
         save: bool = True,
     ) -> None:
         self.save_dir = Path(save_dir)
-        self.save_dict = dict(save_dict)
+        # as MONAI's CheckpointSaver: store a (Distributed)DataParallel network's module, so that the checkpoint
+        # loads into the plain network and resumes with any number of processes
+        parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+        self.save_dict = {k: v.module if isinstance(v, parallel) else v for k, v in save_dict.items()}
         self.resume = bool(resume)
         self.filename = filename
         self.save_interval = int(save_interval)
