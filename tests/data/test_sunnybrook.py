@@ -95,6 +95,12 @@ def test_nifti_acdc_style_path_gives_the_same_slices(items, tmp_path):
         assert torch.equal(d["label"], ref["label"])
         assert torch.equal(d["image"], ref["image"])
         assert d["spacing"].tolist() == pytest.approx([1.367188, 1.367188])
+    bad = vol.copy()
+    bad[10, 10, 2] = np.nan
+    nib.save(nib.Nifti1Image(bad, aff), tmp_path / "nan_image.nii.gz")
+    with pytest.raises(ValueError, match=r"nan_image.nii.gz contains NaN or Inf"):
+        LoadLVSliced()({"image": str(tmp_path / "nan_image.nii.gz"), "label": str(tmp_path / "patient001_frame01_gt.nii.gz"),
+                        "slice": 2})
     nib.save(nib.Nifti1Image(gt[:100], aff), tmp_path / "bad_gt.nii.gz")
     with pytest.raises(ValueError, match="shape"):
         LoadLVSliced()({"image": str(tmp_path / "patient001_frame01.nii.gz"), "label": str(tmp_path / "bad_gt.nii.gz"),

@@ -35,6 +35,7 @@ from monai.transforms import MapTransform
 
 from weakseg.data.msd import split_by_volume
 from weakseg.transforms.contour import polygon_to_mask
+from weakseg.transforms.labels import CheckFinite
 
 __all__ = [
     "read_contour",
@@ -267,8 +268,7 @@ class LoadLVSliced(MapTransform):
             d["label_file"] = str(d["label"])
         else:
             raise KeyError(f"LV slice item for {src} needs 'contour' (Sunnybrook) or 'label' + 'slice' (NIfTI)")
-        if not np.isfinite(img).all():
-            raise ValueError(f"image {src} has NaN/Inf intensities")
+        CheckFinite()(img, source=src)
         d["image_file"] = src
         d["image"] = torch.as_tensor(img, dtype=torch.float32)[None]
         d["label"] = torch.as_tensor(lab, dtype=torch.float32)[None]

@@ -117,14 +117,16 @@ class BinaryMaskd(_ArrayMapTransform):
 
 
 class CheckFinite(Transform):
-    """Raise ``ValueError`` naming the source when an array holds NaN or Inf; return it unchanged otherwise."""
+    """Raise ``ValueError`` naming the source when an array holds NaN or Inf; return it unchanged otherwise.
+    The source is the MetaTensor's file, or ``source`` when given (e.g. for arrays read without metadata)."""
 
     backend = ["torch", "numpy"]
 
-    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+    def __call__(self, img: NdarrayOrTensor, source: str | None = None) -> NdarrayOrTensor:
         finite = torch.isfinite(img).all() if isinstance(img, torch.Tensor) else np.isfinite(img).all()
         if not bool(finite):
-            raise ValueError(f"CheckFinite: {source_name(img, '<array>')} contains NaN or Inf intensities.")
+            name = source if source is not None else source_name(img, "<array>")
+            raise ValueError(f"CheckFinite: {name} contains NaN or Inf intensities.")
         return img
 
 
