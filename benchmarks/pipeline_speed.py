@@ -1,8 +1,10 @@
 """
 End-to-end supervised epoch vs pure model time, and inference throughput, measured in one run.
 
-1. One epoch over all training slices through the bundle's own data loader (random flips, collation), vs the
-   same number of optimisation steps on batches already on the device: overhead = epoch / model - 1.
+1. One epoch over all training slices through the bundle's own data loader (``weakseg.data.training_loader``:
+   slices stacked once on the device, batches by indexing; random flips on the device), and through a MONAI
+   ``DataLoader`` (per-batch collation, pinned copies) for comparison, vs the same number of optimisation steps
+   on batches already on the device: overhead = epoch / model - 1. Also one pass of each loader alone.
 2. Inference on the 130 imagesTs volumes with the bundle's inference pipeline (load, normalise, SliceInferer,
    post-processing), without writing files: volumes per second.
 
@@ -47,11 +49,29 @@ def main() -> None:
     for x, y in batches[:3]:
         step(x, y)
     sync()
-    t = time.perf_counter()
-    for b in loader:  # what the trainer does: load, collate, copy, augment on the device, step
-        step(*prepare(b, device, non_blocking=True)[:2])
-    sync()
-    t_epoch = time.perf_counter() - t
+    from monai.data import DataLoader
+
+    dl = DataLoader(parser.get_parsed_content("train#dataset"), batch_size=loader.batch_size, shuffle=True,
+                    num_workers=args.num_workers, pin_memory=device.type == "cuda")
+
+    def epoch(ld):
+        sync()
+        t = time.perf_counter()
+        for b in ld:  # what the trainer does: load, (collate, copy,) augment on the device, step
+            step(*prepare(b, device, non_blocking=True)[:2])
+        sync()
+        return time.perf_counter() - t
+
+    def pass_alone(ld):
+        sync()
+        t = time.perf_counter()
+        for b in ld:
+            prepare(b, device, non_blocking=True)
+        sync()
+        return time.perf_counter() - t
+
+    t_epoch, t_epoch_dl = epoch(loader), epoch(dl)
+    t_pass, t_pass_dl = pass_alone(loader), pass_alone(dl)
     t = time.perf_counter()
     for x, y in batches:
         step(x, y)
@@ -70,10 +90,15 @@ def main() -> None:
         "",
         "| measure | value |",
         "|---|---|",
-        f"| training slices, batches of 64 | {len(loader.dataset)} slices, {len(batches)} batches |",
-        f"| epoch through the bundle data loader | {t_epoch:.2f} s |",
+        f"| training slices, batches of {loader.batch_size} | {len(loader.dataset)} slices, {len(batches)} batches |",
+        f"| bundle loader: `{type(loader).__name__}` |  |",
+        f"| epoch through the bundle loader | {t_epoch:.2f} s |",
+        f"| epoch through a MONAI DataLoader (collation, pinned copies) | {t_epoch_dl:.2f} s |",
         f"| same steps on batches already on {device.type} | {t_model:.2f} s |",
-        f"| data loading overhead | {100 * (t_epoch / t_model - 1):.1f} % |",
+        f"| data loading overhead, bundle loader | {100 * (t_epoch / t_model - 1):.1f} % |",
+        f"| data loading overhead, MONAI DataLoader | {100 * (t_epoch_dl / t_model - 1):.1f} % |",
+        f"| one pass of the loader alone (with the flips): bundle / DataLoader | "
+        f"{1000 * t_pass / len(batches):.2f} / {1000 * t_pass_dl / len(batches):.2f} ms per batch |",
         f"| inference, {n_vol} imagesTs volumes (load, normalise, SliceInferer, threshold) | "
         f"{t_inf:.1f} s = {n_vol / t_inf:.2f} volumes/s |",
     ]

@@ -16,6 +16,7 @@ from weakseg.data.sunnybrook import (
     read_dicom_slice,
     split_by_patient,
 )
+from weakseg.data.loader import DeviceBatchLoader, training_loader
 from weakseg.data.msd import (
     CheckedDataset,
     MSDSource,
@@ -29,6 +30,8 @@ from weakseg.data.msd import (
 )
 
 __all__ = [
+    "DeviceBatchLoader",
+    "training_loader",
     "LoadLVSliced",
     "SunnybrookSource",
     "centres_datalist",
