@@ -29,7 +29,8 @@ def brute_force(g: np.ndarray, delta: int):
     return best, arg
 
 
-def test_dp_equals_exhaustive_search():
+@pytest.mark.parametrize("method", ["all_starts", "pruned"])
+def test_dp_equals_exhaustive_search(method):
     rng = np.random.default_rng(0)
     cases = 0
     for n_rays in (4, 5, 6):
@@ -37,21 +38,43 @@ def test_dp_equals_exhaustive_search():
             for _ in range(40 if n_rays < 6 else 12):
                 g = rng.normal(size=(n_rays, 5))
                 energy, path = brute_force(g, delta)
-                got, got_e = dp_contour(torch.as_tensor(g)[None], delta, return_energy=True)
+                got, got_e = dp_contour(torch.as_tensor(g)[None], delta, return_energy=True, method=method)
                 assert tuple(got[0].tolist()) == path, (n_rays, delta, g)  # ray 0 included
                 assert got_e.item() == pytest.approx(energy, abs=1e-12)
                 cases += 1
     assert cases == 184
 
 
-def test_dp_ray0_can_leave_the_band_of_a_greedy_start():
+@pytest.mark.parametrize("method", ["all_starts", "pruned"])
+def test_dp_ray0_can_leave_the_band_of_a_greedy_start(method):
     # the best contour starts at index 4 on ray 0 although ray 0's cheapest node is index 0
     g = torch.zeros(1, 4, 5, dtype=torch.float64)
     g[0, 0, 0] = -1.0
     g[0, 1:, 4] = -1.0
     g[0, 0, 4] = -0.5
-    path = dp_contour(g, 1)
+    path = dp_contour(g, 1, method=method)
     assert path.tolist() == [[4, 4, 4, 4]]
+
+
+def test_pruned_dp_equals_all_starts_on_contour_maps_and_noise():
+    from weakseg.networks.edpcnn import _dp_pruned
+
+    star = StarPattern(num_rays=50, num_points=64, radius=60.0)
+    yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    gen = torch.Generator().manual_seed(0)
+    maps = []
+    for r in (12.0, 20.0, 31.0, 45.0):  # an ellipse-like object, probability map, + noise as in training
+        m = ((yy - 64) ** 2 / r**2 + (xx - 60) ** 2 / (0.7 * r) ** 2 < 1).float()[None, None]
+        g = star.warp(torch.sigmoid(8 * (m - 0.5)), [64.0, 60.0]).double()
+        maps += [g, g + torch.randn(g.shape, generator=gen, dtype=torch.float64)]
+    maps.append(torch.randn(6, 50, 64, generator=gen, dtype=torch.float64))  # pure noise: bounds are loose
+    g = torch.cat(maps)
+    ref_p, ref_e = dp_contour(g, 2, return_energy=True, method="all_starts")
+    for rounds in ((2, 8, 24), (1,), (), (4, 16, 32)):  # every certification round and the all-starts fallback
+        p, e = _dp_pruned(g, 2, rounds)
+        assert torch.allclose(e, ref_e, rtol=0, atol=1e-12)
+        assert torch.equal(p, ref_p)
+    assert torch.equal(dp_contour(g, 2), ref_p)  # "auto" on the CPU is the pruned DP
 
 
 def test_dp_batched_equals_per_image_and_band_holds():
@@ -72,6 +95,8 @@ def test_dp_unconstrained_delta_is_per_ray_argmin():
 
 
 def test_dp_bad_input():
+    with pytest.raises(ValueError, match="method must be"):
+        dp_contour(torch.zeros(1, 4, 5), 1, method="greedy")
     with pytest.raises(ValueError, match="delta"):
         dp_contour(torch.zeros(1, 4, 5), -1)
     with pytest.raises(ValueError, match=r"\(B, N, M\)"):
