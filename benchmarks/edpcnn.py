@@ -180,14 +180,25 @@ def speed(args, device, sync):
     lines = [f"Machine: {machine_line(device)}", "",
              "| quantity | value |", "|---|---|"]
     g = torch.randn(10, 50, 65, device=device)
-    t_band = timeit(lambda: dp_contour(g, 2), 20, sync)
-    t_dense = timeit(lambda: dp_contour(g, 64), 5, sync)
-    lines += [f"| DP forward B=10, N=50, M=65, δ=2, banded (ms) | {t_band * 1e3:.2f} |",
+    t_band = timeit(lambda: dp_contour(g, 2, method="all_starts"), 20, sync)
+    t_dense = timeit(lambda: dp_contour(g, 64, method="all_starts"), 5, sync)
+    lines += [f"| DP forward B=10, N=50, M=65, δ=2, banded, all starts, Gaussian maps (ms) | {t_band * 1e3:.2f} |",
               f"| DP forward, dense O(N·M³) (δ = M−1) (ms) | {t_dense * 1e3:.2f} |",
               f"| dense / banded | {t_dense / t_band:.1f}× |"]
-    # one training iteration on a fixed batch of real slices
     data = lv_slices(load_sunnybrook_datalist(args.dataset_dir), args.spatial_size)[:10]
     star = StarPattern(args.num_rays, args.num_points, args.radius)
+    if device.type == "cpu":  # the pruned exact DP (the CPU default): its cost depends on the maps
+        lv = torch.stack([d["label"] for d in data]).to(device)
+        cen = torch.stack([d["centre"] for d in data]).to(device)
+        g_lv = star.warp(torch.sigmoid(8 * (lv - 0.5)), cen)  # contour-like maps of the real LV masks
+        g_noisy = (g_lv[None] + torch.randn((args.num_samples,) + tuple(g_lv.shape))).flatten(0, 1)
+        for name, x in (("Gaussian maps", g), ("real LV masks", g_lv),
+                        (f"real LV masks + N(0, 1), S·B = {g_noisy.shape[0]}", g_noisy)):
+            t_all = timeit(lambda: dp_contour(x, 2, method="all_starts"), 5, sync)
+            t_pr = timeit(lambda: dp_contour(x, 2, method="pruned"), 5, sync)
+            lines += [f"| DP, {name}: all starts / pruned (ms) | {t_all * 1e3:.2f} / {t_pr * 1e3:.2f} "
+                      f"({t_all / t_pr:.1f}×) |"]
+    # one training iteration on a fixed batch of real slices
     args2 = argparse_copy(args, iterations=args.speed_iterations)
     _, _, it_unet = train("unet", data, args2, 0, device, sync, star)
     _, _, it_dp = train("edpcnn", data, args2, 0, device, sync, star)
