@@ -214,6 +214,24 @@ def test_mask_centroid_inside_for_a_ring_like_object():
     assert MaskCentroidd("label")({"label": m[None]})["centre"].tolist() == c.tolist()
     with pytest.raises(ValueError, match="empty"):
         mask_centroid(torch.zeros(5, 5))
+    # batched: equals a per-image reference (centroid, else the nearest object pixel, first in row-major order)
+    gen = torch.Generator().manual_seed(0)
+    masks = []
+    for k in range(12):
+        r = torch.zeros(21, 21)
+        r[2 + k % 3 : 19, 2:5] = 1
+        r[2:5, 2 : 19 - k % 4] = 1
+        r[16:19, 2 : 19 - k % 5] = 1
+        masks.append(r if k % 2 else (torch.rand(21, 21, generator=gen) > 0.8).float())  # C-shapes and scatter
+    batch = torch.stack(masks)
+    got = mask_centroid(batch)
+    for k, mk in enumerate(masks):
+        pix = torch.nonzero(mk > 0).double()
+        cen = pix.mean(0)
+        ri = cen.round().long()
+        if mk[ri[0], ri[1]] == 0:
+            cen = pix[torch.argmin(((pix - cen) ** 2).sum(1))]
+        assert torch.allclose(got[k], cen.float()), k
 
 
 def test_approximator_shapes_and_learns_dp():

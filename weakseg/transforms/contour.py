@@ -117,9 +117,11 @@ def mask_centroid(mask: torch.Tensor | np.ndarray, inside: bool = True) -> torch
         ri[:, 0].clamp_(0, h - 1)
         ri[:, 1].clamp_(0, w - 1)
         outside = ~m[torch.arange(b, device=m.device), ri[:, 0], ri[:, 1]]
-        for i in torch.nonzero(outside).flatten().tolist():
-            pix = torch.nonzero(m[i]).double()
-            cen[i] = pix[torch.argmin(((pix - cen[i]) ** 2).sum(1))]
+        # the object pixel nearest to the centroid (first in row-major order on ties), for every image at once
+        d2 = (rr[None, :, None] - cen[:, 0, None, None]) ** 2 + (cc[None, None, :] - cen[:, 1, None, None]) ** 2
+        near = torch.where(m, d2, torch.inf).flatten(1).argmin(1)
+        nearest = torch.stack([(near // w).double(), (near % w).double()], 1)
+        cen = torch.where(outside[:, None], nearest, cen)
     cen = cen.float()
     return cen[0] if single else cen
 
