@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.engines import SupervisedTrainer, default_prepare_batch
 from ignite.engine import Events
+from monai.engines import SupervisedTrainer, default_prepare_batch
 from monai.engines.utils import IterationEvents
 from monai.inferers import Inferer
 from monai.utils import CommonKeys as Keys
