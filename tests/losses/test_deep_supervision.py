@@ -142,6 +142,19 @@ def test_mean_teacher_ema_closed_form():
         torch.testing.assert_close(teacher[0].weight, t)
 
 
+def test_mean_teacher_of_a_data_parallel_student_is_a_plain_network():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 4)
+    h = MeanTeacherHandler(torch.nn.DataParallel(net), 0.5)
+    assert type(h.teacher) is torch.nn.Linear and h.student is net
+    t0 = h.teacher.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(2.0)
+    h()
+    torch.testing.assert_close(h.teacher.weight, 0.5 * t0 + 0.5 * net.weight.detach())
+    assert set(h.teacher.state_dict()) == set(net.state_dict())  # no "module." prefix in checkpoints
+
+
 def test_consistency_loss():
     a = torch.zeros(2, 3, 4, 4)
     assert ConsistencyLoss()(a, a).item() == 0

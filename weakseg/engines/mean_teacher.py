@@ -31,7 +31,8 @@ class MeanTeacherHandler:
     """Ignite handler keeping ``teacher`` (default: a deep copy of ``student``, no gradients) as the EMA of
     ``student`` after each iteration. Put ``teacher`` in the checkpoint's ``save_dict`` to save it, and give it to
     the evaluator instead of the student to evaluate with the teacher. ``enabled=False`` attaches nothing (a
-    config switch).
+    config switch). A (Distributed)DataParallel student is followed through its module, so the teacher is a plain
+    network (identical on every rank, since DDP keeps the students identical).
 
     Raises:
         ValueError: ``alpha`` outside [0, 1).
@@ -42,6 +43,9 @@ class MeanTeacherHandler:
         self.enabled = bool(enabled)
         if not 0.0 <= float(alpha) < 1.0:
             raise ValueError(f"mean-teacher alpha must be in [0, 1), got {alpha}")
+        # a (Distributed)DataParallel student: the EMA follows its module and the teacher is a plain copy of it
+        parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+        student = student.module if isinstance(student, parallel) else student
         self.student, self.alpha = student, float(alpha)
         self.teacher = copy.deepcopy(student) if teacher is None else teacher
         for p in self.teacher.parameters():
