@@ -62,3 +62,39 @@ def test_torchrun_edpcnn(tmp_path, sunnybrook_dir):
     final = torch.load(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt", weights_only=True)
     for ckpt in (last, final):  # loadable into the plain network
         assert not any(k.startswith("module.") for k in ckpt["model"])
+
+
+def _torchrun(tmp_path, configs, port, *args):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(port),
+           "-m", "monai.bundle", "run", "training",
+           "--config_file", "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]",
+           "--bundle_root", str(tmp_path), *args]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]
+    return {int(r): int(s) for r, s in re.findall(r"rank (\d) finished: (\d+) optimisation steps", proc.stdout)}
+
+
+def test_torchrun_keeps_the_method_network_and_its_handlers(tmp_path, hippo_dir):
+    """Deep supervision + mean teacher, and the size stage with early stopping, under torchrun."""
+    import torch
+
+    data = ("--dataset_dir", str(hippo_dir), "--download", "False", "--max_train_volumes", "8", "--max_val_volumes", "2")
+    steps = _torchrun(tmp_path / "mlds", ("train.json", "train_mlds.json", "multi_gpu_train.json"), 29535, *data,
+                      "--max_epochs", "2", "--num_masks", "2", "--mean_teacher", "True", "--iterations_per_epoch", "2")
+    assert steps == {0: 4, 1: 4}
+    ckpt = torch.load(tmp_path / "mlds" / "output" / "mlds_k2_box0.5_mt" / "models" / "checkpoint_last.pt",
+                      weights_only=True)
+    assert any(k.startswith("heads.") for k in ckpt["model"])  # the deep-supervision heads were trained
+    assert set(ckpt["teacher"]) == set(ckpt["model"])
+
+    # size stage: pre-trained weights loaded into the DDP network, early stopping decided on every rank alike
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "train_size.json")])
+    pre = tmp_path / "pre.pt"
+    torch.save({"model": parser.get_parsed_content("network_def").state_dict()}, pre)
+    steps = _torchrun(tmp_path / "size", ("train.json", "train_size.json", "multi_gpu_train.json"), 29536, *data,
+                      "--pretrained_ckpt", str(pre), "--max_epochs", "30", "--early_stop_patience", "1")
+    parser.update({"dataset_dir": str(hippo_dir), "download": False, "max_train_volumes": 8})
+    per_epoch = math.ceil(math.ceil(len(parser.get_parsed_content("train#slices")) / 2) / 64)
+    assert steps[0] == steps[1] and 0 < steps[0] < 30 * per_epoch  # stopped early, both ranks together

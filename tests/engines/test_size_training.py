@@ -71,6 +71,10 @@ def test_load_pretrained_errors(tmp_path):
         load_pretrained(net, str(tmp_path / "other.pt"))
     torch.save({"model": net.state_dict()}, tmp_path / "same.pt")
     assert load_pretrained(UNet(2, 1, 1, channels=(8, 16), strides=(2,), num_res_units=1), str(tmp_path / "same.pt"))
+    wrapped = torch.nn.DataParallel(UNet(2, 1, 1, channels=(8, 16), strides=(2,), num_res_units=1))
+    assert load_pretrained(wrapped, str(tmp_path / "same.pt")) is wrapped  # loaded through the module
+    for k, v in net.state_dict().items():
+        assert torch.equal(wrapped.module.state_dict()[k], v)
 
 
 def test_prepare_batch_missing_size():

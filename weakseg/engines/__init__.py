@@ -14,7 +14,13 @@ from weakseg.engines.mlflow import MLflowRunHandler, find_bundle_parser, flatten
 from weakseg.engines.progress import ProgressBar
 from weakseg.engines.resume import ResumeHandler
 from weakseg.engines.schedule import LossScheduleHandler
-from weakseg.engines.utils import MetricsJsonHandler, PrepareBatchKeys, ensure_writable_dir, load_pretrained
+from weakseg.engines.utils import (
+    MetricsJsonHandler,
+    PrepareBatchKeys,
+    distributed_device,
+    ensure_writable_dir,
+    load_pretrained,
+)
 from weakseg.engines.visual import (
     LearningCurveHandler,
     MontageHandler,
@@ -47,6 +53,7 @@ __all__ = [
     "ProgressBar",
     "ResumeHandler",
     "default_predict",
+    "distributed_device",
     "ensure_writable_dir",
     "find_bundle_parser",
     "flatten_config_params",

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from monai.utils import CommonKeys
 
-__all__ = ["MetricsJsonHandler", "PrepareBatchKeys", "ensure_writable_dir", "load_pretrained"]
+__all__ = ["MetricsJsonHandler", "PrepareBatchKeys", "distributed_device", "ensure_writable_dir", "load_pretrained"]
 
 
 class PrepareBatchKeys:
@@ -36,10 +36,14 @@ def load_pretrained(network: torch.nn.Module, path: str | os.PathLike, key: str 
     """
     Load weights saved by ``CheckpointSaver`` (a state dict, or a dict holding one under ``key``/"model") into
     ``network`` with ``torch.load(..., weights_only=True)``. A missing file or a checkpoint of another network
-    raises an error naming the file and the mismatching parameters. Returns ``network``.
+    raises an error naming the file and the mismatching parameters. A (Distributed)DataParallel ``network`` is
+    loaded through its module. Returns ``network``.
     """
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"pre-trained checkpoint '{path}' does not exist; train a model first or fix the path.")
+    wrapper = network
+    if isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+        network = network.module  # checkpoints hold the plain network (CheckpointSaver / ResumeHandler unwrap it)
     device = next(network.parameters()).device
     sd = torch.load(path, map_location=device, weights_only=True)
     if key is not None or ("model" in sd and isinstance(sd["model"], Mapping)):
@@ -55,7 +59,7 @@ def load_pretrained(network: torch.nn.Module, path: str | os.PathLike, key: str 
             f"{len(shape)} with other shapes (e.g. {shape[:3]})."
         )
     network.load_state_dict(sd)
-    return network
+    return wrapper
 
 
 class MetricsJsonHandler:
@@ -106,6 +110,23 @@ class MetricsJsonHandler:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(out, indent=2))
         os.replace(tmp, path)
+
+
+def distributed_device(backend: str | None = None) -> torch.device:
+    """This process's device under ``torchrun``: joins the default process group first if needed (NCCL with CUDA,
+    else gloo; ``backend`` to choose) and, with CUDA, selects ``cuda:LOCAL_RANK``. Without torchrun's environment
+    (``WORLD_SIZE`` unset) it only returns the device. Used as the bundle's ``device`` in multi_gpu_train.json,
+    so that every object built on the device finds the process group ready."""
+    import torch.distributed as dist
+
+    cuda = torch.cuda.is_available()
+    if "WORLD_SIZE" in os.environ and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend=backend or ("nccl" if cuda else "gloo"))
+    if cuda:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(dev)
+        return dev
+    return torch.device("cpu")
 
 
 def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory") -> str:
