@@ -97,3 +97,25 @@ def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir):
         d = [2 * ((seg == c) & (gt == c)).sum() / ((seg == c).sum() + (gt == c).sum()) for c in (1, 2)]
         assert d == pytest.approx(r["test_dice3d"], abs=1e-5)
         assert len(d) == 2
+
+    # TorchScript export of the method's network: the eval-mode U-Net, deep-supervision heads left out
+    import subprocess
+    import sys
+
+    from monai.bundle import ConfigParser
+
+    from weakseg.engines import load_pretrained
+
+    from ..conftest import CONFIGS, REPO
+
+    cfgs = [str(CONFIGS / c) for c in MLDS]
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "ckpt_export", "network_module", "--filepath",
+                           str(tmp_path / "mlds.ts"), "--ckpt_file", str(ckpt), "--meta_file",
+                           str(CONFIGS / "metadata.json"), "--config_file", str(cfgs)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parser = ConfigParser()
+    parser.read_config(cfgs)
+    net = load_pretrained(parser.get_parsed_content("network_module"), ckpt).eval()
+    x = torch.randn(3, 1, 48, 32)
+    torch.testing.assert_close(torch.jit.load(str(tmp_path / "mlds.ts"))(x), net(x))

@@ -82,6 +82,12 @@ def test_heads_one_output_per_level(nd, shape):
     assert all(h.weight.grad is not None for h in net.heads)
     net.eval()
     assert net(torch.randn(*shape)).shape == (shape[0], 3) + sp
+    # TorchScript (as MONAI's ckpt_export does) gives the eval-mode network, heads left out, hooks kept in training
+    x = torch.randn(*shape)
+    scripted = torch.jit.script(net)
+    torch.testing.assert_close(scripted(x), net(x))
+    net.train()
+    assert len(net(x)) == 3
 
 
 def test_weak_labels_from_masks():

@@ -9,6 +9,7 @@ inferers, metrics and exports see a plain network); ``always_list=True`` returns
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -62,6 +63,14 @@ class DeepSupervisionHeads(torch.nn.Module):
             self._features[i] = out
 
         return fn
+
+    def __prepare_scriptable__(self) -> torch.nn.Module:
+        """TorchScript (``torch.jit.script``, MONAI ``ckpt_export``) gets the eval-mode network: a copy of the
+        wrapped network without the recording hooks; the heads are for training only."""
+        net = copy.deepcopy(self.network)
+        for m in net.modules():
+            m._forward_hooks.clear()
+        return net
 
     def forward(self, x: torch.Tensor):
         self._features = [None] * len(self.heads)
