@@ -20,6 +20,7 @@ from weakseg.engines.utils import (
     distributed_device,
     ensure_writable_dir,
     load_pretrained,
+    unwrap_parallel,
 )
 from weakseg.engines.visual import (
     LearningCurveHandler,
@@ -61,4 +62,5 @@ __all__ = [
     "predict_volume",
     "save_montage_png",
     "save_overlay_png",
+    "unwrap_parallel",
 ]

@@ -12,6 +12,8 @@ import copy
 import torch
 from ignite.engine import Engine, Events
 
+from weakseg.engines.utils import unwrap_parallel
+
 __all__ = ["MeanTeacherHandler", "WeakLabelBatch", "ema_update"]
 
 
@@ -44,8 +46,7 @@ class MeanTeacherHandler:
         if not 0.0 <= float(alpha) < 1.0:
             raise ValueError(f"mean-teacher alpha must be in [0, 1), got {alpha}")
         # a (Distributed)DataParallel student: the EMA follows its module and the teacher is a plain copy of it
-        parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
-        student = student.module if isinstance(student, parallel) else student
+        student = unwrap_parallel(student)
         self.student, self.alpha = student, float(alpha)
         self.teacher = copy.deepcopy(student) if teacher is None else teacher
         for p in self.teacher.parameters():

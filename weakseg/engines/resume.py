@@ -12,6 +12,8 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
+from weakseg.engines.utils import unwrap_parallel
+
 __all__ = ["ResumeHandler"]
 
 logger = logging.getLogger("weakseg.engines")
@@ -44,8 +46,7 @@ class ResumeHandler:
         self.save_dir = Path(save_dir)
         # as MONAI's CheckpointSaver: store a (Distributed)DataParallel network's module, so that the checkpoint
         # loads into the plain network and resumes with any number of processes
-        parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
-        self.save_dict = {k: v.module if isinstance(v, parallel) else v for k, v in save_dict.items()}
+        self.save_dict = {k: unwrap_parallel(v) for k, v in save_dict.items()}
         self.resume = bool(resume)
         self.filename = filename
         self.save_interval = int(save_interval)

@@ -9,7 +9,22 @@ from typing import Any
 import torch
 from monai.utils import CommonKeys
 
-__all__ = ["MetricsJsonHandler", "PrepareBatchKeys", "distributed_device", "ensure_writable_dir", "load_pretrained"]
+__all__ = [
+    "MetricsJsonHandler",
+    "PrepareBatchKeys",
+    "distributed_device",
+    "ensure_writable_dir",
+    "load_pretrained",
+    "unwrap_parallel",
+]
+
+
+def unwrap_parallel(network: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a ``DataParallel`` / ``DistributedDataParallel`` wrapper (as MONAI's ``CheckpointSaver``
+    stores it), else ``network`` itself."""
+    if isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+        return network.module
+    return network
 
 
 class PrepareBatchKeys:
@@ -41,9 +56,7 @@ def load_pretrained(network: torch.nn.Module, path: str | os.PathLike, key: str 
     """
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"pre-trained checkpoint '{path}' does not exist; train a model first or fix the path.")
-    wrapper = network
-    if isinstance(network, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
-        network = network.module  # checkpoints hold the plain network (CheckpointSaver / ResumeHandler unwrap it)
+    wrapper, network = network, unwrap_parallel(network)  # checkpoints hold the plain network
     device = next(network.parameters()).device
     sd = torch.load(path, map_location=device, weights_only=True)
     if key is not None or ("model" in sd and isinstance(sd["model"], Mapping)):
