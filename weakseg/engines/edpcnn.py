@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ignite import distributed as idist
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer, default_prepare_batch
 from monai.engines.utils import IterationEvents
@@ -327,25 +328,17 @@ class EDPCNNTrainer(SupervisedTrainer):
             logger.info("EDPCNNTrainer: approximator_optimizer is not capturable (e.g. Adam(capturable=True)); "
                         "approximator steps run without CUDA graphs")
 
-    @staticmethod
-    def _world() -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-
     def _synced(self) -> bool:
-        ws = self._world()[1]
-        return ws > 1 if self.sync_approximator is None else bool(self.sync_approximator) and ws > 1
+        return idist.get_world_size() > 1 and self.sync_approximator is not False
 
     def _start_distributed(self, engine: "EDPCNNTrainer") -> None:
         """Under torch.distributed: the approximator starts from rank 0's weights (as DDP does for the network)
         and each rank draws its own centre jitter, rotations and noise."""
-        rank, ws = self._world()
-        if ws == 1:
+        if idist.get_world_size() == 1:
             return
         if self._base_seed is not None:
             self._generators.clear()
-            self.seed = int(self._base_seed) + 7919 * rank
+            self.seed = int(self._base_seed) + 7919 * idist.get_rank()
         if self._synced():
             with torch.no_grad():
                 for t in list(self.approximator.parameters()) + list(self.approximator.buffers()):
@@ -362,7 +355,7 @@ class EDPCNNTrainer(SupervisedTrainer):
             grads = [p.grad for p in self.approximator.parameters() if p.grad is not None]
             flat = torch.cat([g.reshape(-1) for g in grads])
             torch.distributed.all_reduce(flat)
-            flat /= self._world()[1]
+            flat /= idist.get_world_size()
             offset = 0
             for g in grads:
                 g.copy_(flat[offset : offset + g.numel()].view_as(g))
