@@ -162,6 +162,12 @@ class StarPattern:
         return polygon_to_mask(self.contour(indices, centre, rotation), spatial_size)[:, None].float()
 
 
+def _band_min(cost: torch.Tensor, delta: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min of ``cost`` (..., M) over the window ``|i − j| ≤ δ`` around every j (∞ beyond the ends): values and
+    the window offset 0..2δ of the minimum."""
+    return F.pad(cost, (delta, delta), value=float("inf")).unfold(-1, 2 * delta + 1, 1).min(-1)
+
+
 def _dp_starts(g: torch.Tensor, starts: torch.Tensor | None, delta: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-contour chain DP of a validated float (B, N, M) map for the start indices ``starts`` (B, K) of ray 0
     (``None``: all M starts, built without host synchronisation so that it can be captured in a CUDA graph).
@@ -181,8 +187,7 @@ def _dp_starts(g: torch.Tensor, starts: torch.Tensor | None, delta: int) -> tupl
     store = torch.uint8 if 2 * delta <= 255 else torch.int16
     back = torch.empty((n_rays - 1,) + tuple(cost.shape), dtype=store, device=dev)
     for n in range(1, n_rays):
-        win = F.pad(cost, (delta, delta), value=float("inf")).unfold(-1, 2 * delta + 1, 1)  # (B, K, M, 2δ+1)
-        best, arg = win.min(-1)
+        best, arg = _band_min(cost, delta)  # over the (B, K, M, 2δ+1) band
         cost = best + g[:, n, None, :]
         back[n - 1] = arg.to(store)
     close = (start_idx[..., None] - idx).abs() <= delta  # |v_{N-1} − v_0| ≤ δ
@@ -213,8 +218,7 @@ def _dp_pruned(g: torch.Tensor, delta: int, rounds: Sequence[int] = (2, 8, 24)) 
     b, n_rays, m = g.shape
     bound = g[:, -1]
     for n in range(n_rays - 2, -1, -1):
-        win = F.pad(bound, (delta, delta), value=float("inf")).unfold(-1, 2 * delta + 1, 1)
-        bound = g[:, n] + win.min(-1).values  # (B, M): best open chain from v_n = j to the last ray
+        bound = g[:, n] + _band_min(bound, delta).values  # (B, M): best open chain from v_n = j to the last ray
     lb, order = bound.sort(-1)
     path = torch.empty(b, n_rays, dtype=torch.long, device=g.device)
     energy = torch.empty(b, dtype=g.dtype, device=g.device)
@@ -307,15 +311,13 @@ def dp_contour(warped: torch.Tensor, delta: int, return_energy: bool = False, cu
     if method not in ("auto", "all_starts", "pruned"):
         raise ValueError(f"method must be 'auto', 'all_starts' or 'pruned', got {method!r}")
     pruned = method == "pruned" or (method == "auto" and g.device.type == "cpu")
+    if (pruned or not g.is_cuda) and not torch.isfinite(g).all():  # the pruned DP synchronises anyway
+        raise ValueError("dp_contour: the warped map has NaN/Inf values")
     if pruned:
-        if not torch.isfinite(g).all():
-            raise ValueError("dp_contour: the warped map has NaN/Inf values")
         path, energy = _dp_pruned(g, delta)
     elif g.is_cuda and cuda_graph and not torch.cuda.is_current_stream_capturing():
         path, energy = _DP_GRAPHS(lambda x: _dp_impl(x, delta), g, (tuple(g.shape), g.dtype, str(g.device), delta))
     else:
-        if not g.is_cuda and not torch.isfinite(g).all():
-            raise ValueError("dp_contour: the warped map has NaN/Inf values")
         path, energy = _dp_impl(g, delta)
     return (path, energy) if return_energy else path
 
