@@ -12,18 +12,24 @@ from ..conftest import CONFIGS, REPO
 from .test_train_bundle import mlflow_runs
 
 
-def test_torchrun_two_processes(tmp_path, hippo_dir):
-    epochs, vols = 2, 8
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", "29533",
+def _torchrun(root, configs, port, *args) -> dict[int, int]:
+    """Run ``training`` with 2 gloo processes; returns the optimisation steps each rank reports."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(port),
            "-m", "monai.bundle", "run", "training",
-           "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
-           "--bundle_root", str(tmp_path), "--dataset_dir", str(hippo_dir), "--download", "False",
-           "--max_epochs", str(epochs), "--max_train_volumes", str(vols), "--max_val_volumes", "2"]
+           "--config_file", "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]",
+           "--bundle_root", str(root), *args]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    out = proc.stdout + proc.stderr
     finished = [line for line in proc.stdout.splitlines() if "finished:" in line]
     assert proc.returncode == 0, "\n".join(finished) + "\n" + proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]
+    return {int(r): int(s) for r, s in re.findall(r"rank (\d) finished: (\d+) optimisation steps", proc.stdout)}
+
+
+def test_torchrun_two_processes(tmp_path, hippo_dir):
+    epochs, vols = 2, 8
+    steps = _torchrun(tmp_path, ("train.json", "multi_gpu_train.json"), 29533, "--dataset_dir", str(hippo_dir),
+                      "--download", "False", "--max_epochs", str(epochs), "--max_train_volumes", str(vols),
+                      "--max_val_volumes", "2")
 
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "train.json"))
@@ -31,7 +37,6 @@ def test_torchrun_two_processes(tmp_path, hippo_dir):
     n = len(parser.get_parsed_content("train#slices"))
     per_rank = math.ceil(n / 2)  # DistributedSampler(even_divisible=True)
     expected = epochs * math.ceil(per_rank / 64)
-    steps = {int(r): int(s) for r, s in re.findall(r"rank (\d) finished: (\d+) optimisation steps", out)}
     assert steps == {0: expected, 1: expected}
 
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
@@ -44,15 +49,9 @@ def test_torchrun_edpcnn(tmp_path, sunnybrook_dir):
     """train_dp.json under torchrun: the DDP network and the synchronised approximator, one MLflow run."""
     import torch
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", "29534",
-           "-m", "monai.bundle", "run", "training",
-           "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'train_dp.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
-           "--bundle_root", str(tmp_path), "--dataset_dir", str(sunnybrook_dir), "--max_epochs", "2",
-           "--val_interval", "1", "--num_train_slices", "10", "--num_samples", "2"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]
-    steps = {int(r): int(s) for r, s in re.findall(r"rank (\d) finished: (\d+) optimisation steps", proc.stdout)}
+    steps = _torchrun(tmp_path, ("train.json", "train_dp.json", "multi_gpu_train.json"), 29534,
+                      "--dataset_dir", str(sunnybrook_dir), "--max_epochs", "2", "--val_interval", "1",
+                      "--num_train_slices", "10", "--num_samples", "2")
     assert steps == {0: 2, 1: 2}  # 10 slices, 5 per rank, batch 10: one step per epoch
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -62,17 +61,6 @@ def test_torchrun_edpcnn(tmp_path, sunnybrook_dir):
     final = torch.load(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt", weights_only=True)
     for ckpt in (last, final):  # loadable into the plain network
         assert not any(k.startswith("module.") for k in ckpt["model"])
-
-
-def _torchrun(tmp_path, configs, port, *args):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(port),
-           "-m", "monai.bundle", "run", "training",
-           "--config_file", "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]",
-           "--bundle_root", str(tmp_path), *args]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]
-    return {int(r): int(s) for r, s in re.findall(r"rank (\d) finished: (\d+) optimisation steps", proc.stdout)}
 
 
 def test_torchrun_keeps_the_method_network_and_its_handlers(tmp_path, hippo_dir):

@@ -215,8 +215,7 @@ def centres_datalist(
         if not ok:
             raise ValueError(f"centres file '{centres_file}', entry '{key}': expected a list of [slice, row, col] "
                              f"finite numbers, got {str(entry)[:80]}")
-        arr = np.asarray(entry, dtype=np.float64).reshape(-1, 3)
-        it["centres"] = arr.astype(np.float32)
+        it["centres"] = np.asarray(entry, dtype=np.float32).reshape(-1, 3)
     return items
 
 
