@@ -79,6 +79,21 @@ class TestSplitsAndSubsets:
         with pytest.raises(ValueError):
             telescopic_subset(items, 0)
 
+    def test_mark_annotated(self):
+        from weakseg.data import mark_annotated
+
+        items = [{"label": np.full((1, 2, 3), i + 1.0), "i": i} for i in range(30)]
+        out = mark_annotated(items, 7, seed=5)
+        keep = [d["i"] for d in telescopic_subset(items, 7, seed=5)]
+        assert [d["i"] for d in out if d["annotated"] == 1] == keep
+        for d in out:
+            want = d["i"] + 1.0 if d["i"] in keep else 0.0
+            assert np.all(d["label"] == want) and d["label"].shape == (1, 2, 3)
+        assert items[0]["label"][0, 0, 0] == 1.0 and "annotated" not in items[0]  # inputs untouched
+        assert all(d["annotated"] == 1 for d in mark_annotated(items, "all"))
+        with pytest.raises(KeyError, match="item 1 has no 'label'"):
+            mark_annotated([{"label": np.zeros(1)}, {"image": 1}], 1)
+
     def test_bad_fractions(self):
         with pytest.raises(ValueError, match="fractions"):
             split_by_volume([{"image": "a"}], (0.5, 0.5))

@@ -87,6 +87,9 @@ class TestBadInput:
             SizeLoss()(torch.zeros(2, 2, 8, 8), torch.tensor([2.0, 4.0]))
         with pytest.raises(ValueError, match="num_samples"):
             SizeLoss(num_samples=0)
+        for bad in (0.0, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="noise_scale"):
+                SizeLoss(noise_scale=bad)
 
 
 def test_generic_objective_plugs_in():
@@ -96,3 +99,77 @@ def test_generic_objective_plugs_in():
     loss(x, None).backward()
     p = torch.sigmoid(x.detach())
     torch.testing.assert_close(x.grad, p * (1 - p) / 2)  # sigma'(a) and the batch mean
+
+
+@parameterized.expand([(0.25,), (0.5,), (2.0,)])
+def test_noise_scale(tau):
+    # area objective: E = sum_i sigma(a_i / tau), so dE/da_i = sigma'(a_i / tau) / tau exactly
+    loss = SampledGradientLoss(lambda y, idx, t: y.flatten(1).sum(1).double(), num_samples=2, noise_scale=tau)
+    x = torch.randn(2, 1, 5, 4, dtype=torch.float64, requires_grad=True)
+    loss(x, None).backward()
+    p = torch.sigmoid(x.detach() / tau)
+    torch.testing.assert_close(x.grad, p * (1 - p) / tau / 2)
+    # size loss: noise scale tau on logits a is the paper's tau = 1 on a / tau, chained through 1 / tau
+    a = torch.randn(3, 1, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * tau
+    sizes = torch.tensor([2.0, 4.0, 6.0], dtype=torch.float64)
+    xa, xb = a.clone().requires_grad_(), (a / tau).requires_grad_()
+    la = SizeLoss(num_samples=4, noise_scale=tau, generator=torch.Generator().manual_seed(5))(xa, sizes)
+    lb = SizeLoss(num_samples=4, generator=torch.Generator().manual_seed(5))(xb, sizes)
+    la.backward()
+    lb.backward()
+    assert float(la) == float(lb)
+    torch.testing.assert_close(xa.grad, xb.grad / tau)
+    assert xa.grad.abs().sum() > 0
+
+
+class TestSizeAndMaskLoss:
+    def _data(self):
+        g = torch.Generator().manual_seed(2)
+        x = torch.randn(4, 1, 10, 8, generator=g, dtype=torch.float64) * 2
+        sizes = torch.tensor([2.0, 4.0, 0.0, 6.0], dtype=torch.float64)
+        masks = (torch.rand(4, 1, 10, 8, generator=g) > 0.6).double()
+        return x, sizes, masks, torch.tensor([1.0, 0.0, 1.0, 0.0])
+
+    def test_value_and_gradient(self):
+        from weakseg.losses import SizeAndMaskLoss
+
+        x, sizes, masks, ann = self._data()
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        mixed = SizeAndMaskLoss(SizeLoss(generator=torch.Generator().manual_seed(9)), supervised_weight=0.7)
+        la = mixed(xa, (sizes, masks, ann))
+        la.backward()
+        # reference: the same size loss plus 0.7 x the mean BCE of images 0 and 2 only
+        lb = SizeLoss(generator=torch.Generator().manual_seed(9))(xb, sizes) + 0.7 * torch.stack([
+            torch.nn.functional.binary_cross_entropy_with_logits(xb[i], masks[i]) for i in (0, 2)]).mean()
+        lb.backward()
+        torch.testing.assert_close(la, lb)
+        torch.testing.assert_close(xa.grad, xb.grad)
+        # placeholder masks of unannotated images never matter
+        other = masks.clone()
+        other[[1, 3]] = 1 - other[[1, 3]]
+        xc = x.clone().requires_grad_()
+        SizeAndMaskLoss(SizeLoss(generator=torch.Generator().manual_seed(9)), 0.7)(xc, (sizes, other, ann)).backward()
+        torch.testing.assert_close(xc.grad, xa.grad)
+
+    def test_no_annotated_image_and_zero_weight(self):
+        from weakseg.losses import SizeAndMaskLoss
+
+        x, sizes, masks, _ = self._data()
+        ref = SizeLoss(generator=torch.Generator().manual_seed(1))(x, sizes)
+        for w, ann in ((2.0, torch.zeros(4)), (0.0, torch.ones(4))):
+            got = SizeAndMaskLoss(SizeLoss(generator=torch.Generator().manual_seed(1)), w)(x, (sizes, masks, ann))
+            torch.testing.assert_close(got, ref)
+
+    def test_bad_input(self):
+        from weakseg.losses import SizeAndMaskLoss
+
+        x, sizes, masks, ann = self._data()
+        loss = SizeAndMaskLoss(SizeLoss(), 1.0)
+        with pytest.raises(ValueError, match=r"\(sizes, masks, annotated\)"):
+            loss(x, sizes)
+        with pytest.raises(ValueError, match="do not match the logits"):
+            loss(x, (sizes, masks[:, :, :5], ann))
+        with pytest.raises(ValueError, match="3 annotated flags for a batch of 4"):
+            loss(x, (sizes, masks, ann[:3]))
+        with pytest.raises(ValueError, match="supervised_weight"):
+            SizeAndMaskLoss(SizeLoss(), -1.0)

@@ -26,6 +26,8 @@ from weakseg.data.msd import (
     split_by_volume,
     strip_meta,
     telescopic_subset,
+    telescopic_indices,
+    mark_annotated,
     volumes_to_slices,
 )
 
@@ -54,5 +56,7 @@ __all__ = [
     "split_by_volume",
     "strip_meta",
     "telescopic_subset",
+    "telescopic_indices",
+    "mark_annotated",
     "volumes_to_slices",
 ]

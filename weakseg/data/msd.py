@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ __all__ = [
     "volumes_to_slices",
     "make_synthetic_msd",
     "telescopic_subset",
+    "telescopic_indices",
+    "mark_annotated",
     "files_datalist",
     "CheckedDataset",
 ]
@@ -94,16 +96,48 @@ def telescopic_subset(items: Sequence[Any], m: int | str | None, seed: int = 0) 
     in the ``2m``-subset (nested, "telescopic" subsets). ``m`` = ``"all"``, ``None`` or ``>= len(items)`` returns
     all items.
     """
+    return [items[i] for i in telescopic_indices(len(items), m, seed)]
+
+
+def telescopic_indices(n: int, m: int | str | None, seed: int = 0) -> list[int]:
+    """Sorted indices of :func:`telescopic_subset` among ``n`` items."""
     if m is None or m == "all":
-        return list(items)
+        return list(range(n))
     if not isinstance(m, int):
         raise ValueError(f"subset size m must be an integer or 'all', got {m!r}.")
-    if m >= len(items):
-        return list(items)
+    if m >= n:
+        return list(range(n))
     if m < 1:
         raise ValueError(f"subset size m must be >= 1, got {m}.")
-    perm = np.random.RandomState(seed).permutation(len(items))
-    return [items[i] for i in sorted(perm[:m])]
+    perm = np.random.RandomState(seed).permutation(n)
+    return sorted(int(i) for i in perm[:m])
+
+
+def mark_annotated(
+    items: Sequence[Mapping[str, Any]],
+    m: int | str | None,
+    seed: int = 0,
+    mask_key: str = "label",
+    flag_key: str = "annotated",
+) -> list[dict[str, Any]]:
+    """
+    Mixed supervision: copies of ``items`` in which the telescopic ``m``-subset (the slices
+    :func:`telescopic_subset` picks for pre-training with the same ``seed``) keeps its mask and gets
+    ``flag_key`` = 1, and every other item gets ``flag_key`` = 0 and an all-zero mask, so batches still collate
+    and no mask outside the subset can reach a loss. A loss reads the flag to ignore the zero masks
+    (:py:class:`weakseg.losses.SizeAndMaskLoss`).
+    """
+    keep = set(telescopic_indices(len(items), m, seed))
+    out = []
+    for i, item in enumerate(items):
+        if mask_key not in item:
+            raise KeyError(f"mark_annotated: item {i} has no '{mask_key}' (keys: {sorted(item)}).")
+        d = dict(item)
+        if i not in keep:
+            d[mask_key] = np.zeros_like(np.asarray(d[mask_key]))
+        d[flag_key] = np.float32(i in keep)
+        out.append(d)
+    return out
 
 
 def files_datalist(files: Sequence[str | os.PathLike], source: str | os.PathLike = "input") -> list[dict[str, str]]:

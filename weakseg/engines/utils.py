@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -30,21 +30,27 @@ def unwrap_parallel(network: torch.nn.Module) -> torch.nn.Module:
 class PrepareBatchKeys:
     """
     ``prepare_batch`` for MONAI's ``SupervisedTrainer``/``SupervisedEvaluator`` that takes the input from
-    ``image_key`` and the target from ``label_key`` (e.g. ``"size"`` for size supervision). A batch without
-    ``label_key`` raises ``KeyError`` naming the key and the keys present.
+    ``image_key`` and the target from ``label_key`` (e.g. ``"size"`` for size supervision). A list of label keys
+    gives a tuple of targets (e.g. ``["size", "label", "annotated"]`` for
+    :py:class:`weakseg.losses.SizeAndMaskLoss`). A batch without a key raises ``KeyError`` naming the key and the
+    keys present.
     """
 
-    def __init__(self, image_key: str = CommonKeys.IMAGE, label_key: str = CommonKeys.LABEL) -> None:
+    def __init__(self, image_key: str = CommonKeys.IMAGE, label_key: str | Sequence[str] = CommonKeys.LABEL) -> None:
         self.image_key, self.label_key = image_key, label_key
 
     def __call__(self, batchdata: Mapping[str, Any], device=None, non_blocking: bool = False, **kwargs: Any):
-        for k in (self.image_key, self.label_key):
+        many = not isinstance(self.label_key, str)
+        label_keys = list(self.label_key) if many else [self.label_key]
+        for k in [self.image_key, *label_keys]:
             if k not in batchdata:
                 raise KeyError(f"batch has no '{k}' (keys: {sorted(batchdata)}); every item needs '{k}'.")
-        return tuple(
-            torch.as_tensor(batchdata[k]).to(device=device, non_blocking=non_blocking, **kwargs)
-            for k in (self.image_key, self.label_key)
-        )
+
+        def to(k):
+            return torch.as_tensor(batchdata[k]).to(device=device, non_blocking=non_blocking, **kwargs)
+
+        targets = tuple(to(k) for k in label_keys)
+        return to(self.image_key), (targets if many else targets[0])
 
 
 def load_pretrained(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> torch.nn.Module:

@@ -23,7 +23,7 @@ from torch.nn.modules.loss import _Loss
 
 from weakseg.transforms.size import object_size, size_flip_candidates
 
-__all__ = ["flip_gradient_estimate", "SampledGradientLoss", "SizeLoss", "size_objective"]
+__all__ = ["flip_gradient_estimate", "SampledGradientLoss", "SizeAndMaskLoss", "SizeLoss", "size_objective"]
 
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """h(y, index) -> values: ``y`` (N, H, W) bool samples, ``index`` (N,) the batch element of each sample."""
@@ -75,16 +75,16 @@ class _SampledGradient(torch.autograd.Function):
     """Forward: Monte-Carlo value of E[h(Y)] per image; backward: the eq. 21 estimator chained through σ'."""
 
     @staticmethod
-    def forward(ctx, logits, objective, num_samples, candidates, generator):  # type: ignore[override]
-        probs = torch.sigmoid(logits.detach())
+    def forward(ctx, logits, objective, num_samples, candidates, generator, noise_scale=1.0):  # type: ignore[override]
+        probs = torch.sigmoid(logits.detach() / noise_scale)
         values, grad_p = flip_gradient_estimate(probs, objective, num_samples, candidates, generator)
-        ctx.save_for_backward(grad_p * probs * (1 - probs))  # dp/da = σ'(a) = p(1 - p)
+        ctx.save_for_backward(grad_p * probs * (1 - probs) / noise_scale)  # dp/da = σ'(a/τ)/τ = p(1 - p)/τ
         return values
 
     @staticmethod
     def backward(ctx, grad_values):  # type: ignore[override]
         (grad_a,) = ctx.saved_tensors
-        return grad_values.view(-1, 1, 1) * grad_a, None, None, None, None
+        return grad_values.view(-1, 1, 1) * grad_a, None, None, None, None, None
 
 
 class SampledGradientLoss(_Loss):
@@ -98,6 +98,10 @@ class SampledGradientLoss(_Loss):
         num_samples: samples per image n (paper: 1; 1, 2, 4, 8 studied).
         candidates: optional ``(y) -> (N, H, W) bool`` exact set of pixels whose flip may change h.
         reduction: "mean" | "sum" | "none" over the batch.
+        noise_scale: scale τ of the logistic noise, Y_i = sign(a_i − τZ_i), so P(Y_i = +1) = σ(a_i / τ).
+            The paper's eqs. 8–11 are τ = 1. The binarisation sign(a) used for prediction does not depend on τ;
+            τ < 1 samples closer to it, for networks whose logits cannot grow large (see the size
+            benchmark in ``benchmarks/RESULTS.md``).
     """
 
     def __init__(
@@ -107,10 +111,14 @@ class SampledGradientLoss(_Loss):
         candidates: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reduction: str = "mean",
         generator: torch.Generator | None = None,
+        noise_scale: float = 1.0,
     ) -> None:
         super().__init__(reduction=reduction)
         if int(num_samples) < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if not (float(noise_scale) > 0 and float(noise_scale) < float("inf")):
+            raise ValueError(f"noise_scale must be a finite number > 0, got {noise_scale}")
+        self.noise_scale = float(noise_scale)
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.objective = objective
@@ -128,7 +136,9 @@ class SampledGradientLoss(_Loss):
         def h(y, index):
             return self.objective(y, index, target)
 
-        values = _SampledGradient.apply(input[:, 0], h, self.num_samples, self.candidates, self.generator)
+        values = _SampledGradient.apply(
+            input[:, 0], h, self.num_samples, self.candidates, self.generator, self.noise_scale
+        )
         if self.reduction == "mean":
             return values.mean()
         if self.reduction == "sum":
@@ -156,6 +166,8 @@ class SizeLoss(SampledGradientLoss):
         num_samples: n samples per image (eq. 21 averaged); paper n = 1.
         border_is_background: size rule, see :func:`weakseg.transforms.object_size`.
         prune: evaluate only flips that can change g (exact); ``False`` flips every pixel (brute force).
+        noise_scale: scale τ of the logistic noise (P(Y_i = +1) = σ(a_i / τ)); paper τ = 1. See
+            :py:class:`SampledGradientLoss`.
     """
 
     def __init__(
@@ -165,6 +177,7 @@ class SizeLoss(SampledGradientLoss):
         prune: bool = True,
         reduction: str = "mean",
         generator: torch.Generator | None = None,
+        noise_scale: float = 1.0,
     ) -> None:
         self.border_is_background = border_is_background
 
@@ -174,7 +187,7 @@ class SizeLoss(SampledGradientLoss):
         def candidates(y):
             return size_flip_candidates(y, border_is_background)
 
-        super().__init__(objective, num_samples, candidates if prune else None, reduction, generator)
+        super().__init__(objective, num_samples, candidates if prune else None, reduction, generator, noise_scale)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self._check_input(input)
@@ -187,3 +200,50 @@ class SizeLoss(SampledGradientLoss):
         if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
             raise ValueError(f"SizeLoss: size targets must be finite and >= 0, got {t.tolist()}")
         return super().forward(input, t)
+
+
+class SizeAndMaskLoss(_Loss):
+    """
+    Size fine-tuning that keeps the pixel masks it has: the size loss (eqs. 7, 11, trained with eq. 21) on every
+    image, plus ``supervised_weight`` times a mask loss (default BCE-with-logits, eq. 6) on the images that carry
+    a mask. The paper's weak stage is ``supervised_weight = 0`` (sizes only).
+
+    ``forward(input, target)``: ``input`` logits ``(B, 1, H, W)``; ``target`` a sequence
+    ``(sizes (B,), masks (B, 1, H, W), annotated (B,))`` where ``annotated`` is 1 for images whose mask is real
+    and 0 for images whose mask is a placeholder (see :func:`weakseg.data.mark_annotated`). The mask term is
+    the mean over the annotated images of the batch, and 0 for a batch without one.
+
+    Args:
+        size_loss: the :py:class:`SizeLoss` (or any ``SampledGradientLoss`` taking sizes).
+        supervised_weight: weight λ ≥ 0 of the mask term.
+        mask_loss: per-element loss ``(input, target) -> (B, 1, H, W)``; default
+            ``torch.nn.BCEWithLogitsLoss(reduction="none")``.
+    """
+
+    def __init__(self, size_loss: _Loss, supervised_weight: float = 1.0, mask_loss: _Loss | None = None) -> None:
+        super().__init__()
+        w = float(supervised_weight)
+        if not (w >= 0 and w < float("inf")):
+            raise ValueError(f"supervised_weight must be a finite number >= 0, got {supervised_weight}")
+        self.size_loss = size_loss
+        self.supervised_weight = w
+        self.mask_loss = mask_loss if mask_loss is not None else torch.nn.BCEWithLogitsLoss(reduction="none")
+
+    def forward(self, input: torch.Tensor, target) -> torch.Tensor:
+        if not isinstance(target, (tuple, list)) or len(target) != 3:
+            raise ValueError(
+                "SizeAndMaskLoss: target must be (sizes, masks, annotated), e.g. from "
+                "PrepareBatchKeys('image', ['size', 'label', 'annotated'])."
+            )
+        sizes, masks, annotated = target
+        if masks.shape != input.shape:
+            raise ValueError(f"SizeAndMaskLoss: masks {tuple(masks.shape)} do not match the logits {tuple(input.shape)}")
+        ann = torch.as_tensor(annotated, device=input.device).reshape(-1) > 0
+        if ann.numel() != input.shape[0]:
+            raise ValueError(f"SizeAndMaskLoss: {ann.numel()} annotated flags for a batch of {input.shape[0]} images")
+        loss = self.size_loss(input, sizes)
+        if self.supervised_weight > 0:
+            per_image = self.mask_loss(input, masks.to(input.dtype)).flatten(1).mean(1)
+            # mean over the annotated images; 0 (with a graph) when the batch has none
+            loss = loss + self.supervised_weight * (per_image * ann).sum() / ann.sum().clamp(min=1)
+        return loss
