@@ -28,7 +28,7 @@ def _worker(rank, world, init_file, data, sync, out_file):
                            sync_approximator=sync, epoch_length=2, decollate=False)
         tr.run()
         res = {"approx": {k: v.clone() for k, v in approx.state_dict().items()},
-               "net": {k: v.clone() for k, v in net.module.state_dict().items()}, "seed": tr.seed}
+               "net": {k: v.clone() for k, v in net.module.state_dict().items()}, "seed": tr._rank_seed()}
         if sync is not False:  # one more F step by hand: it must equal SGD on the gradient averaged over the ranks
             x = torch.randn(2, 24, 32, generator=torch.Generator().manual_seed(rank))
             t = torch.randint(0, 32, (2, 24), generator=torch.Generator().manual_seed(10 + rank))

@@ -320,7 +320,7 @@ class EDPCNNTrainer(SupervisedTrainer):
         self.star, self.delta, self.sigma = star_pattern, int(delta), float(sigma)
         self.num_samples = int(num_samples)
         self.centre_jitter, self.rotation_jitter, self.channel = centre_jitter, bool(rotation_jitter), int(channel)
-        self.seed, self._base_seed, self._generators = seed, seed, {}
+        self.seed, self._generators = seed, {}
         self.cuda_graph, self._graphs = bool(cuda_graph), {}
         self.sync_approximator = sync_approximator
         self.add_event_handler(Events.STARTED, self._start_distributed)
@@ -336,13 +336,15 @@ class EDPCNNTrainer(SupervisedTrainer):
         and each rank draws its own centre jitter, rotations and noise."""
         if idist.get_world_size() == 1:
             return
-        if self._base_seed is not None:
-            self._generators.clear()
-            self.seed = int(self._base_seed) + 7919 * idist.get_rank()
+        self._generators.clear()  # re-seeded per rank by _rank_seed()
         if self._synced():
             with torch.no_grad():
                 for t in list(self.approximator.parameters()) + list(self.approximator.buffers()):
                     torch.distributed.broadcast(t, 0)
+
+    def _rank_seed(self) -> int | None:
+        """``seed`` + 7919 · rank (``None`` stays random), so ranks draw different jitter and noise."""
+        return None if self.seed is None else int(self.seed) + 7919 * idist.get_rank()
 
     def _capturable(self) -> bool:
         return all(g.get("capturable", True) for g in self.approximator_optimizer.param_groups)
@@ -451,7 +453,7 @@ class EDPCNNTrainer(SupervisedTrainer):
             raise ValueError(f"EDPCNNTrainer expects (B, 1, H, W) label masks, got {getattr(labels, 'shape', labels)}")
         images, labels = torch.as_tensor(images), torch.as_tensor(labels)
         dev, b = images.device, images.shape[0]
-        gen = device_generator(self._generators, self.seed, dev)
+        gen = device_generator(self._generators, self._rank_seed(), dev)
         with torch.no_grad():
             if self.centre_jitter is None:
                 centre = mask_centroid(labels).to(dev)
