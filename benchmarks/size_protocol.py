@@ -118,7 +118,17 @@ def main() -> None:
     ap.add_argument("--out_json", default=None)
     ap.add_argument("--reuse", action="store_true", help="skip a stage whose checkpoint already exists in --output")
     ap.add_argument("--extra_results", default=None, help="JSON lines of rows from an earlier run to include")
+    ap.add_argument("--report_only", nargs="+", default=None,
+                    help="no training: table and plot from these result files (--out_json files or JSON lines of rows)")
     args = ap.parse_args()
+    if args.report_only:
+        # one row per (m, seed, τ, λ): a later file replaces an earlier row of the same run
+        rows = {(r["m"], r["seed"], r.get("noise_scale", 1.0), r.get("supervised_weight", 0.0)): r
+                for f in args.report_only for r in load_rows(f)}
+        results = [r for k, r in rows.items() if k[2:] == (args.noise_scale, args.supervised_weight)]
+        emit(report(results, [], args, 0.0, from_files=args.report_only), args.out_md)
+        plot(results, [], args.out_png)
+        return
 
     base = dict(bundle_root=args.output, dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False)
     out_dir = Path(args.output) / "output"
@@ -179,18 +189,34 @@ def main() -> None:
     log_summary(out_dir, args.out_png, args.out_md)
 
 
+def load_rows(path: str) -> list[dict]:
+    """Rows of an ``--out_json`` file (``{"results": [...]}``) or of a JSON-lines file (one row per line)."""
+    text = Path(path).read_text()
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:  # JSON lines
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return whole["results"] if isinstance(whole, dict) and "results" in whole else [whole]
+
+
 def m_order(results) -> list[str]:
     return sorted(dict.fromkeys(r["m"] for r in results), key=lambda m: float("inf") if m == "all" else int(m))
 
 
-def report(results, n_rows, args, total_s) -> list[str]:
+def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    lines = [
-        f"Pre-training: {args.pretrain_iters} iterations of batch 64 (BCE, flips) on m annotated slices; size "
-        f"fine-tuning: Adam {args.size_lr}, n = 1, no augmentation, at most {args.size_epochs} epochs, early stop "
-        f"on validation E (patience {args.patience}). Test: 42 held-out volumes (851 slices). Seeds "
-        f"{args.seeds}; total {total_s / 60:.0f} min.",
-        f"Machine: {machine_line(device)}",
+    if from_files:
+        lines = [f"Rows from {', '.join(Path(f).name for f in from_files)}; "
+                 f"seeds {sorted({r['seed'] for r in results})}; mean ± std over the seeds of each m."]
+    else:
+        lines = [
+            f"Pre-training: {args.pretrain_iters} iterations of batch 64 (BCE, flips) on m annotated slices; size "
+            f"fine-tuning: Adam {args.size_lr}, n = 1, no augmentation, at most {args.size_epochs} epochs, early stop "
+            f"on validation E (patience {args.patience}). Test: 42 held-out volumes (851 slices). Seeds "
+            f"{args.seeds}; total {total_s / 60:.0f} min.",
+            f"Machine: {machine_line(device)}",
+        ]
+    lines += [
         "",
         "| m | test IoU pre-trained | test IoU after size fine-tuning | Δ IoU | test E pre-trained | test E after | issue reference (pre-trained) |",
         "|---|---|---|---|---|---|---|",
