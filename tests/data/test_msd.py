@@ -91,6 +91,8 @@ class TestSplitsAndSubsets:
             assert np.all(d["label"] == want) and d["label"].shape == (1, 2, 3)
         assert items[0]["label"][0, 0, 0] == 1.0 and "annotated" not in items[0]  # inputs untouched
         assert all(d["annotated"] == 1 for d in mark_annotated(items, "all"))
+        t = mark_annotated([{"label": torch.ones(1, 2)} for _ in range(4)], 2, seed=0)
+        assert all(torch.is_tensor(d["label"]) for d in t) and sum(float(d["label"].sum()) for d in t) == 4.0
         with pytest.raises(KeyError, match="item 1 has no 'label'"):
             mark_annotated([{"label": np.zeros(1)}, {"image": 1}], 1)
 

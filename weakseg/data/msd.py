@@ -133,8 +133,9 @@ def mark_annotated(
         if mask_key not in item:
             raise KeyError(f"mark_annotated: item {i} has no '{mask_key}' (keys: {sorted(item)}).")
         d = dict(item)
-        if i not in keep:
-            d[mask_key] = np.zeros_like(np.asarray(d[mask_key]))
+        if i not in keep:  # same type as the kept masks, so batches collate
+            v = d[mask_key]
+            d[mask_key] = torch.zeros_like(v) if torch.is_tensor(v) else np.zeros_like(np.asarray(v))
         d[flag_key] = np.float32(i in keep)
         out.append(d)
     return out
