@@ -125,19 +125,32 @@ def split_tensors(parser, split: str = "test") -> tuple[torch.Tensor, torch.Tens
 
 
 @torch.no_grad()
+def predict_split(network, parser, split: str = "test", batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary predictions ``network(x) > 0`` (N, 1, H, W) on the ``split`` slices, and their labels (on the CPU)."""
+    device = next(network.parameters()).device
+    imgs, labels = split_tensors(parser, split)
+    network.eval()
+    preds = torch.cat([(network(imgs[i : i + batch_size].to(device)) > 0).cpu() for i in range(0, len(imgs), batch_size)])
+    return preds, labels
+
+
+def slice_scores(preds: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Mean slice IoU/Dice, pooled IoU/Dice (:func:`weakseg.metrics.slice_overlap_scores`) and the size error E
+    (eq. 22) of binary predictions against labels, both (N, 1, H, W)."""
+    res = slice_overlap_scores(preds, labels)
+    g_pred = object_size(preds[:, 0]).double()
+    g_true = object_size(labels[:, 0] > 0).double()
+    res["size_error"] = float(((g_pred - g_true) ** 2).mean())
+    return res
+
+
+@torch.no_grad()
 def evaluate_test(network, parser, split: str = "test", batch_size: int = 512, volumes_3d: bool = True) -> dict:
     """
     Scores of ``network`` on ``split`` volumes: slice-level (kept slices, as in training) mean slice IoU,
     pooled IoU/Dice, size error E (eq. 22); and 3D Dice per volume after slice-wise prediction of *all* slices and restacking.
     """
-    device = next(network.parameters()).device
-    imgs, labels = split_tensors(parser, split)
-    network.eval()
-    preds = torch.cat([(network(imgs[i : i + batch_size].to(device)) > 0).cpu() for i in range(0, len(imgs), batch_size)])
-    res = slice_overlap_scores(preds, labels)
-    g_pred = object_size(preds[:, 0]).double()
-    g_true = object_size(labels[:, 0] > 0).double()
-    res["size_error"] = float(((g_pred - g_true) ** 2).mean())
+    res = slice_scores(*predict_split(network, parser, split, batch_size))
     if not volumes_3d:
         return res
     vol = volume_part(parser.get_parsed_content("volume_transforms"))

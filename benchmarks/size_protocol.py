@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    CONFIGS, REPO, bench_args, emit, evaluate_test, load_bundle_parser, machine_line, split_tensors, trained_network,
+    CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line, predict_split, slice_scores, trained_network,
 )
 
 
@@ -44,26 +44,22 @@ def run_bundle(configs: list[str], **overrides) -> None:
 
 def score(configs: list[str], ckpt: Path, **overrides) -> dict:
     parser = load_bundle_parser(*configs, **overrides)
-    net = trained_network(parser, ckpt)
-    return dict(evaluate_test(net, parser, volumes_3d=False), **breakdown(net, parser))
+    preds, labels = predict_split(trained_network(parser, ckpt), parser, "test")
+    return dict(slice_scores(preds, labels), **breakdown(preds, labels))
 
 
-@torch.no_grad()
-def breakdown(network, parser, split: str = "test") -> dict:
+def breakdown(preds: torch.Tensor, labels: torch.Tensor) -> dict:
     """
-    Where the test overlap goes: per-slice means of TP / FP / FN pixels, of foreground pixels not within 2 pixels
-    of the ground truth ("far FP"), of connected components (8-connected) in prediction and ground truth, and the
-    fractions of slices whose predicted size g(ŷ) is above / below the target.
+    Where the overlap of binary predictions and labels (N, 1, H, W) goes: per-slice means of TP / FP / FN pixels,
+    of foreground pixels not within 2 pixels of the ground truth ("far FP"), of connected components (8-connected)
+    in prediction and ground truth, and the fractions of slices whose predicted size g(ŷ) is above / below the
+    target.
     """
     from scipy import ndimage
 
     from weakseg.transforms import object_size
 
-    imgs, labels = split_tensors(parser, split)
-    network.eval()
-    device = next(network.parameters()).device
-    pred = torch.cat([(network(imgs[i : i + 512].to(device)) > 0).cpu() for i in range(0, len(imgs), 512)])[:, 0]
-    gt = labels[:, 0] > 0
+    pred, gt = preds[:, 0], labels[:, 0] > 0
     g_pred, g_true = object_size(pred), object_size(gt)
     eight = np.ones((3, 3), bool)
     far, comps, comps_gt = [], [], []
@@ -151,9 +147,10 @@ def main() -> None:
                 run_bundle(["train.json", "pretrain.json"], max_epochs=epochs, **sel)
             t_pre = time.time() - t0
             pre = score(["train.json", "pretrain.json"], pre_ckpt, **sel)
-            tau = "" if args.noise_scale == 1 else f"_t{args.noise_scale:g}"
-            tau += f"_sw{args.supervised_weight:g}" if args.supervised_weight > 0 else ""
-            size_ckpt = out_dir / f"size_m{m_arg}_s{seed}_n1{tau}" / "models" / "model.pt"
+            # run directory named as train_size.json's "method"
+            suffix = "" if args.noise_scale == 1 else f"_t{args.noise_scale:g}"
+            suffix += f"_sw{args.supervised_weight:g}" if args.supervised_weight > 0 else ""
+            size_ckpt = out_dir / f"size_m{m_arg}_s{seed}_n1{suffix}" / "models" / "model.pt"
             t0 = time.time()
             if not (args.reuse and size_ckpt.exists()):
                 run_bundle(["train.json", "train_size.json"], max_epochs=args.size_epochs, learning_rate=args.size_lr,
