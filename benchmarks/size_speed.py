@@ -3,8 +3,10 @@ Speed of the size machinery, ratios measured in one run on real hippocampus mask
 
 1. object size of 4096 masks of 48x32: scipy per-slice loop (2 * distance_transform_cdt(chessboard).max())
    vs weakseg.transforms.object_size (numpy row scan on CPU, torch on GPU);
-2. one training step of the bundle's UNet on a batch of 64 slices: BCE vs SizeLoss (n = 1, pruned) vs SizeLoss
-   brute force (every pixel flipped), same network, batch and optimizer.
+2. one training step of the bundle's UNet on a batch of 64 slices: BCE vs SizeLoss (n = 1) with every way of
+   getting the flipped sizes (closed form for all pixels, pruned candidates measured, brute force), same
+   network, batch and optimizer. All three give the same gradient; ``flips="auto"`` (the default) takes the
+   closed form on GPUs and the pruned path on CPUs.
 
     python benchmarks/size_speed.py [--device cuda]
 """
@@ -49,11 +51,13 @@ def main() -> None:
     opt = torch.optim.Adam(net.parameters(), 1e-4)
     x, y, s = imgs.to(device), labels.to(device), sizes.to(device)
     bce = torch.nn.BCEWithLogitsLoss()
+    auto = "closed form" if device.type != "cpu" else "pruned"
     losses = {
         "BCE": lambda out: bce(out, y),
-        "SizeLoss n=1 (pruned)": lambda out: SizeLoss(num_samples=1)(out, s),
-        "SizeLoss n=1 (brute force, all 1536 flips)": lambda out: SizeLoss(num_samples=1, prune=False)(out, s),
-        "SizeLoss n=8 (pruned)": lambda out: SizeLoss(num_samples=8)(out, s),
+        "SizeLoss n=1, closed form (every flip at once)": lambda out: SizeLoss(1, flips="closed_form")(out, s),
+        "SizeLoss n=1, pruned (candidate flips measured)": lambda out: SizeLoss(1, flips="pruned")(out, s),
+        "SizeLoss n=1, brute force (all 1536 flips measured)": lambda out: SizeLoss(1, flips="all")(out, s),
+        f"SizeLoss n=8, default ({auto})": lambda out: SizeLoss(num_samples=8)(out, s),
     }
 
     def step(loss_fn):

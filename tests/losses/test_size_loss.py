@@ -5,7 +5,13 @@ import pytest
 import torch
 from parameterized import parameterized
 
-from weakseg.losses import SampledGradientLoss, SizeLoss, flip_gradient_estimate, size_objective
+from weakseg.losses import (
+    SampledGradientLoss,
+    SizeLoss,
+    flip_gradient_estimate,
+    size_flip_objective,
+    size_objective,
+)
 from weakseg.transforms import object_size, size_flip_candidates
 
 
@@ -44,9 +50,10 @@ class TestUnbiased:
         assert (exact.abs() > 0).any()
 
 
-class TestPrunedEqualsBruteForce:
+class TestFlipModesEqualBruteForce:
     @parameterized.expand([(True,), (False,)])
     def test_exact_equality(self, border):
+        # closed form (every flip at once) and pruned (only flips that can change g) == brute force, bit for bit
         rng = np.random.RandomState(3)
         for trial in range(40):
             b, h, w = rng.randint(1, 5), rng.randint(2, 14), rng.randint(2, 14)
@@ -54,14 +61,19 @@ class TestPrunedEqualsBruteForce:
             sizes = torch.as_tensor(rng.randint(0, 2 * min(h, w), size=b), dtype=torch.float64)
             n = int(rng.choice([1, 2, 4, 8]))
             grads = []
-            for prune in (True, False):
+            for flips in ("all", "pruned", "closed_form"):
                 x = logits.clone().requires_grad_()
-                loss = SizeLoss(num_samples=n, border_is_background=border, prune=prune,
+                loss = SizeLoss(num_samples=n, border_is_background=border, flips=flips,
                                 generator=torch.Generator().manual_seed(trial))(x, sizes)
                 loss.backward()
                 grads.append((float(loss), x.grad))
-            assert grads[0][0] == grads[1][0]
-            assert torch.equal(grads[0][1], grads[1][1])
+            for other in grads[1:]:
+                assert other[0] == grads[0][0]
+                assert torch.equal(other[1], grads[0][1])
+
+    def test_unknown_mode(self):
+        with pytest.raises(ValueError, match="flips must be"):
+            SizeLoss(flips="some")
 
     def test_gradient_direction(self):
         # mask predicted too small: the estimator must push logits up near the object (descending E)
@@ -99,6 +111,39 @@ def test_generic_objective_plugs_in():
     loss(x, None).backward()
     p = torch.sigmoid(x.detach())
     torch.testing.assert_close(x.grad, p * (1 - p) / 2)  # sigma'(a) and the batch mean
+
+
+def test_generic_flip_objective_plugs_in():
+    # the same area objective given with every flip at once: h(y↓i) = h(y) ∓ 1
+    def area_flips(y, idx, t):
+        h0 = y.flatten(1).sum(1).double()
+        return h0, h0[:, None, None] + torch.where(y, -1.0, 1.0).double()
+
+    loss = SampledGradientLoss(lambda y, idx, t: None, num_samples=3, flip_objective=area_flips)
+    x = torch.randn(2, 1, 5, 4, dtype=torch.float64, requires_grad=True)
+    loss(x, None).backward()
+    p = torch.sigmoid(x.detach())
+    torch.testing.assert_close(x.grad, p * (1 - p) / 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_closed_form_estimator_never_synchronises_on_gpu():
+    # everything between the sampled logits and the gradient stays on the device: no read-back to the host
+    logits = torch.randn(64, 1, 48, 32, device="cuda")
+    sizes = torch.full((64,), 6.0, dtype=torch.float64, device="cuda")
+
+    def flips(y, index):
+        return size_flip_objective(y, index, sizes)
+
+    probs = torch.sigmoid(logits[:, 0])
+    flip_gradient_estimate(probs, None, 1, flip_objective=flips)  # warm-up (allocator, kernels)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        values, grad = flip_gradient_estimate(probs, None, 1, flip_objective=flips)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert values.shape == (64,) and grad.shape == (64, 48, 32)
 
 
 @parameterized.expand([(0.25,), (0.5,), (2.0,)])

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -5,7 +7,8 @@ import torch
 from monai.data import MetaTensor
 from parameterized import parameterized
 
-from weakseg.transforms import SizeFromMask, SizeFromMaskd, object_size, size_flip_candidates
+import weakseg.transforms.size as size_module
+from weakseg.transforms import SizeFromMask, SizeFromMaskd, flipped_sizes, object_size, size_flip_candidates
 
 
 def scipy_size(m: np.ndarray, border_is_background: bool) -> int:
@@ -92,6 +95,7 @@ class TestAgainstScipy:
         for border in (True, False):
             assert torch.equal(object_size(batch.cuda(), border).cpu(), object_size(batch, border))
             assert torch.equal(size_flip_candidates(batch.cuda(), border).cpu(), size_flip_candidates(batch, border))
+            assert torch.equal(flipped_sizes(batch[:64].cuda(), border).cpu(), flipped_sizes(batch[:64], border))
 
 
 class TestFlipCandidates:
@@ -106,6 +110,66 @@ class TestFlipCandidates:
             flips[torch.arange(h * w), torch.arange(h * w)] ^= True
             brute = (object_size(flips.view(-1, h, w), border) != g).view(h, w)
             assert torch.equal(size_flip_candidates(m[None], border, backend)[0], brute), m.int()
+
+
+def brute_flipped_sizes(m: torch.Tensor, border: bool) -> torch.Tensor:
+    """object_size of every single-pixel flip of each mask (N, H, W) -> (N, H, W)."""
+    n, h, w = m.shape
+    k = torch.arange(h * w)
+    out = []
+    for c in m.split(max(1, 4096 // (h * w))):  # bounded memory: at most ~4096 flipped masks at a time
+        f = c[:, None].repeat(1, h * w, 1, 1)
+        f[:, k, k // w, k % w] ^= True
+        out.append(object_size(f.view(-1, h, w), border).view(-1, h, w))
+    return torch.cat(out)
+
+
+class TestFlippedSizes:
+    @parameterized.expand([(True,), (False,)])
+    def test_every_small_mask(self, border):
+        # every mask of 3x4, 2x5, 1x4 and 1x1: each case of removal / addition on small grids
+        for h, w in ((3, 4), (2, 5), (1, 4), (1, 1)):
+            confs = torch.tensor(list(itertools.product([False, True], repeat=h * w))).view(-1, h, w)
+            g0, g1 = flipped_sizes(confs, border, return_size=True)
+            assert torch.equal(g0, object_size(confs, border))
+            assert torch.equal(g1, brute_flipped_sizes(confs, border))
+
+    @parameterized.expand([(True,), (False,)])
+    def test_large_objects_and_noise(self, border):
+        # thick blobs (max distance up to 10) with noise, noise alone, full and one-background masks
+        rng = np.random.RandomState(11)
+        h, w = (24, 20) if border else (16, 13)  # the brute force is slow when the outside is ignored
+        masks = []
+        for _ in range(12):
+            m = np.zeros((h, w), bool)
+            for _ in range(rng.randint(1, 4)):
+                r, c = rng.randint(0, h), rng.randint(0, w)
+                m[r : r + rng.randint(1, h), c : c + rng.randint(1, w)] = True
+            masks.append(m ^ (rng.rand(h, w) < rng.uniform(0, 0.1)))
+        masks += [rng.rand(h, w) < p for p in (0.2, 0.5, 0.8, 0.97)]
+        masks += [np.ones((h, w), bool), np.zeros((h, w), bool)]
+        one_bg = np.ones((h, w), bool)
+        one_bg[7, 5] = False
+        masks.append(one_bg)
+        m = torch.as_tensor(np.stack(masks))
+        expected = brute_flipped_sizes(m, border)
+        assert torch.equal(flipped_sizes(m, border), expected)
+        # the level loops in bounded chunks give the same result
+        budget, size_module._LEVEL_BUDGET = size_module._LEVEL_BUDGET, h * w * 20
+        try:
+            assert torch.equal(flipped_sizes(m[:10], border), expected[:10])
+        finally:
+            size_module._LEVEL_BUDGET = budget
+
+    def test_leading_dims_and_dtypes(self):
+        m = torch.zeros(2, 3, 9, 9)
+        m[1, 2, 2:7, 2:7] = 1.0
+        out = flipped_sizes(m)
+        assert out.shape == (2, 3, 9, 9)
+        # 5x5 square (size 6, centre distance 3): a hole in the centre leaves distances of 1 (size 2); removing
+        # a corner or (3, 3) caps the centre at Chebyshev distance 2 from it (size 4); a far added pixel: still 6
+        assert out[1, 2, 4, 4] == 2 and out[1, 2, 2, 2] == 4 and out[1, 2, 3, 3] == 4 and out[1, 2, 0, 0] == 6
+        assert out[0, 0, 4, 4] == 2  # one pixel added to an empty mask
 
 
 class TestSizeFromMask:

@@ -2,7 +2,14 @@ from weakseg.losses.deep_supervision import ConsistencyLoss, MultiLabelDeepSuper
 from weakseg.losses.boundary import DistanceMapBoundaryLoss
 from weakseg.losses.combined import SCHEDULES, AlphaSchedule, CombinedLoss, make_loss
 from weakseg.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss, lovasz_grad
-from weakseg.losses.size import SampledGradientLoss, SizeAndMaskLoss, SizeLoss, flip_gradient_estimate, size_objective
+from weakseg.losses.size import (
+    SampledGradientLoss,
+    SizeAndMaskLoss,
+    SizeLoss,
+    flip_gradient_estimate,
+    size_flip_objective,
+    size_objective,
+)
 from weakseg.losses.tversky import FocalTverskyLoss
 
 __all__ = [
@@ -23,5 +30,6 @@ __all__ = [
     "flip_gradient_estimate",
     "lovasz_grad",
     "make_loss",
+    "size_flip_objective",
     "size_objective",
 ]

@@ -9,9 +9,11 @@ E_{Y−i}[h(y | y_i=+1) − h(y | y_i=−1)], estimated from one sample y by (eq
     ∂E/∂F_Z(a_i) ≈ y_i · [h(y) − h(y↓i)]            (y_i ∈ {−1, +1}, y↓i: y with pixel i flipped)
 
 which is unbiased because the bracket does not depend on y_i. It is chained through σ'(a_i) = p_i(1 − p_i)
-to a_i and averaged over ``num_samples`` samples. Pixels whose flip cannot change h get exactly zero without
-evaluating h(y↓i) (for the size objective: :func:`weakseg.transforms.size_flip_candidates`); all remaining
-flips are evaluated in one batched pass.
+to a_i and averaged over ``num_samples`` samples. For the size objective h(y↓i) is known for every pixel in
+closed form (:func:`weakseg.transforms.flipped_sizes`: a fixed sequence of batched operations that never
+synchronises a GPU with the host). Alternatively, pixels whose flip cannot change h get exactly zero without
+evaluating h(y↓i) (:func:`weakseg.transforms.size_flip_candidates`) and the remaining flips are evaluated in
+one batched pass, the faster choice on CPUs.
 """
 
 from __future__ import annotations
@@ -21,12 +23,21 @@ from collections.abc import Callable
 import torch
 from torch.nn.modules.loss import _Loss
 
-from weakseg.transforms.size import object_size, size_flip_candidates
+from weakseg.transforms.size import flipped_sizes, object_size, size_flip_candidates
 
-__all__ = ["flip_gradient_estimate", "SampledGradientLoss", "SizeAndMaskLoss", "SizeLoss", "size_objective"]
+__all__ = [
+    "flip_gradient_estimate",
+    "SampledGradientLoss",
+    "SizeAndMaskLoss",
+    "SizeLoss",
+    "size_objective",
+    "size_flip_objective",
+]
 
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """h(y, index) -> values: ``y`` (N, H, W) bool samples, ``index`` (N,) the batch element of each sample."""
+FlipObjective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""(y, index) -> (h(y) (N,), h(y↓i) for every pixel i (N, H, W))."""
 
 
 @torch.no_grad()
@@ -37,14 +48,17 @@ def flip_gradient_estimate(
     candidates: Callable[[torch.Tensor], torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
     chunk_size: int = 16384,
+    flip_objective: FlipObjective | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Sample ``num_samples`` binary masks per image from ``probs`` ``(B, H, W)`` (P(y_i = 1) = p_i) and return
     ``(values, grad)``: ``values`` ``(B,)`` the mean of h over the samples (a Monte-Carlo estimate of E[h(Y)]),
     ``grad`` ``(B, H, W)`` the mean of the single-sample estimator y_i·[h(y) − h(y↓i)] of ∂E/∂p_i (eq. 21).
 
-    ``candidates(y) -> (N, H, W) bool`` names the pixels whose flip may change h; the others get exactly 0.
-    ``None`` flips every pixel (brute force).
+    ``flip_objective(y, index) -> (h(y), h(y↓i) for all i)`` gives every flip at once (then ``objective`` and
+    ``candidates`` are not used). Otherwise ``candidates(y) -> (N, H, W) bool`` names the pixels whose flip
+    may change h (the others get exactly 0) and ``objective`` is evaluated on those flipped samples; ``None``
+    flips every pixel (brute force).
     """
     if probs.ndim != 3:
         raise ValueError(f"probs must be (B, H, W), got {tuple(probs.shape)}")
@@ -55,6 +69,12 @@ def flip_gradient_estimate(
     index = torch.arange(b, device=probs.device).repeat_interleave(num_samples)
     u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
     y = u < p
+    if flip_objective is not None:
+        h0, h1 = flip_objective(y, index)
+        h0 = h0.to(torch.float64)
+        grad = torch.where(y, 1.0, -1.0).to(torch.float64) * (h0[:, None, None] - h1.to(torch.float64))
+        values = h0.view(b, num_samples).mean(1)
+        return values.to(probs.dtype), grad.view(b, num_samples, h, w).mean(1).to(probs.dtype)
     h0 = objective(y, index).to(torch.float64)  # (N,)
     cand = candidates(y) if candidates is not None else torch.ones_like(y)
     n_idx, r_idx, c_idx = torch.nonzero(cand, as_tuple=True)
@@ -75,16 +95,18 @@ class _SampledGradient(torch.autograd.Function):
     """Forward: Monte-Carlo value of E[h(Y)] per image; backward: the eq. 21 estimator chained through σ'."""
 
     @staticmethod
-    def forward(ctx, logits, objective, num_samples, candidates, generator, noise_scale=1.0):  # type: ignore[override]
+    def forward(ctx, logits, objective, num_samples, candidates, generator, noise_scale=1.0, flip_objective=None):  # type: ignore[override]
         probs = torch.sigmoid(logits.detach() / noise_scale)
-        values, grad_p = flip_gradient_estimate(probs, objective, num_samples, candidates, generator)
+        values, grad_p = flip_gradient_estimate(
+            probs, objective, num_samples, candidates, generator, flip_objective=flip_objective
+        )
         ctx.save_for_backward(grad_p * probs * (1 - probs) / noise_scale)  # dp/da = σ'(a/τ)/τ = p(1 - p)/τ
         return values
 
     @staticmethod
     def backward(ctx, grad_values):  # type: ignore[override]
         (grad_a,) = ctx.saved_tensors
-        return grad_values.view(-1, 1, 1) * grad_a, None, None, None, None, None
+        return grad_values.view(-1, 1, 1) * grad_a, None, None, None, None, None, None
 
 
 class SampledGradientLoss(_Loss):
@@ -97,6 +119,8 @@ class SampledGradientLoss(_Loss):
         objective: ``h(y, index, target) -> (N,)`` for samples ``y`` (N, H, W) bool of batch elements ``index``.
         num_samples: samples per image n (paper: 1; 1, 2, 4, 8 studied).
         candidates: optional ``(y) -> (N, H, W) bool`` exact set of pixels whose flip may change h.
+        flip_objective: optional ``(y, index, target) -> (h(y) (N,), h(y↓i) (N, H, W))``, every single flip at
+            once; when given, ``objective`` and ``candidates`` are not used.
         reduction: "mean" | "sum" | "none" over the batch.
         noise_scale: scale τ of the logistic noise, Y_i = sign(a_i − τZ_i), so P(Y_i = +1) = σ(a_i / τ).
             The paper's eqs. 8–11 are τ = 1. The binarisation sign(a) used for prediction does not depend on τ;
@@ -112,6 +136,7 @@ class SampledGradientLoss(_Loss):
         reduction: str = "mean",
         generator: torch.Generator | None = None,
         noise_scale: float = 1.0,
+        flip_objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple] | None = None,
     ) -> None:
         super().__init__(reduction=reduction)
         if int(num_samples) < 1:
@@ -124,6 +149,7 @@ class SampledGradientLoss(_Loss):
         self.objective = objective
         self.num_samples = int(num_samples)
         self.candidates = candidates
+        self.flip_objective = flip_objective
         self.generator = generator
 
     def _check_input(self, input: torch.Tensor) -> None:
@@ -132,12 +158,18 @@ class SampledGradientLoss(_Loss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self._check_input(input)
+        return self._estimate(input, target, self.candidates, self.flip_objective)
 
+    def _estimate(self, input, target, candidates, flip_objective) -> torch.Tensor:
         def h(y, index):
             return self.objective(y, index, target)
 
+        def h_flips(y, index):
+            return flip_objective(y, index, target)
+
         values = _SampledGradient.apply(
-            input[:, 0], h, self.num_samples, self.candidates, self.generator, self.noise_scale
+            input[:, 0], h, self.num_samples, candidates, self.generator, self.noise_scale,
+            h_flips if flip_objective is not None else None,
         )
         if self.reduction == "mean":
             return values.mean()
@@ -152,11 +184,19 @@ def size_objective(y: torch.Tensor, index: torch.Tensor, sizes: torch.Tensor, bo
     return (sizes[index] - g) ** 2
 
 
+def size_flip_objective(y: torch.Tensor, index: torch.Tensor, sizes: torch.Tensor, border_is_background: bool = True):
+    """``(l(s, g(y)) (N,), l(s, g(y↓i)) (N, H, W))`` for every single flip i (eq. 7 with
+    :func:`weakseg.transforms.flipped_sizes`), the same numbers as :func:`size_objective` on each flipped mask."""
+    g0, g1 = flipped_sizes(y, border_is_background, return_size=True)
+    s = sizes[index]
+    return (s - g0.to(sizes.dtype)) ** 2, (s[:, None, None] - g1.to(sizes.dtype)) ** 2
+
+
 class SizeLoss(SampledGradientLoss):
     """
     Size loss of Baručić & Kybic (2022): E_Y[(s − g(Y))²] (eqs. 7, 11) with g the object size (eqs. 3–5) of the
-    stochastic binarisation of the logits, trained with the single-sample flip estimator (eq. 21), pruned
-    exactly to the flips that can change g.
+    stochastic binarisation of the logits, trained with the single-sample flip estimator (eq. 21), with
+    g(y↓i) computed exactly for every pixel, never by flipping pixels that cannot change g.
 
     ``forward(input, target)``: ``input`` logits ``(B, 1, H, W)``, ``target`` sizes ``(B,)`` or ``(B, 1)``
     (non-negative, finite; e.g. from :py:class:`weakseg.transforms.SizeFromMaskd`). Returns the Monte-Carlo
@@ -165,7 +205,12 @@ class SizeLoss(SampledGradientLoss):
     Args:
         num_samples: n samples per image (eq. 21 averaged); paper n = 1.
         border_is_background: size rule, see :func:`weakseg.transforms.object_size`.
-        prune: evaluate only flips that can change g (exact); ``False`` flips every pixel (brute force).
+        flips: how g(y↓i) is obtained; all give the same estimate exactly.
+            ``"closed_form"``: for every pixel at once (:func:`weakseg.transforms.flipped_sizes`), a fixed
+            sequence of batched operations without host synchronisation, the choice for GPUs;
+            ``"pruned"``: only the flips that can change g (:func:`weakseg.transforms.size_flip_candidates`),
+            measured on the flipped masks, the faster choice on CPUs; ``"all"``: every flip measured (brute
+            force, for reference); ``"auto"`` (default): closed form on GPUs, pruned on CPUs.
         noise_scale: scale τ of the logistic noise (P(Y_i = +1) = σ(a_i / τ)); paper τ = 1. See
             :py:class:`SampledGradientLoss`.
     """
@@ -174,12 +219,15 @@ class SizeLoss(SampledGradientLoss):
         self,
         num_samples: int = 1,
         border_is_background: bool = True,
-        prune: bool = True,
         reduction: str = "mean",
         generator: torch.Generator | None = None,
         noise_scale: float = 1.0,
+        flips: str = "auto",
     ) -> None:
+        if flips not in ("auto", "closed_form", "pruned", "all"):
+            raise ValueError(f"flips must be 'auto', 'closed_form', 'pruned' or 'all', got {flips!r}")
         self.border_is_background = border_is_background
+        self.flips = flips
 
         def objective(y, index, sizes):
             return size_objective(y, index, sizes, border_is_background)
@@ -187,7 +235,10 @@ class SizeLoss(SampledGradientLoss):
         def candidates(y):
             return size_flip_candidates(y, border_is_background)
 
-        super().__init__(objective, num_samples, candidates if prune else None, reduction, generator, noise_scale)
+        def flip_objective(y, index, sizes):
+            return size_flip_objective(y, index, sizes, border_is_background)
+
+        super().__init__(objective, num_samples, candidates, reduction, generator, noise_scale, flip_objective)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self._check_input(input)
@@ -197,9 +248,12 @@ class SizeLoss(SampledGradientLoss):
                 f"SizeLoss: got {t.numel()} size targets for a batch of {input.shape[0]} images; every slice "
                 "needs exactly one size (see SizeFromMaskd)."
             )
-        if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+        if not bool((torch.isfinite(t) & (t >= 0)).all()):  # the one read-back of a step
             raise ValueError(f"SizeLoss: size targets must be finite and >= 0, got {t.tolist()}")
-        return super().forward(input, t)
+        mode = self.flips if self.flips != "auto" else ("pruned" if input.device.type == "cpu" else "closed_form")
+        if mode == "closed_form":
+            return self._estimate(input, t, None, self.flip_objective)
+        return self._estimate(input, t, self.candidates if mode == "pruned" else None, None)
 
 
 class SizeAndMaskLoss(_Loss):

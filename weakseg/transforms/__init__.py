@@ -24,6 +24,7 @@ from weakseg.transforms.pick import RandPickd
 from weakseg.transforms.size import (
     SizeFromMask,
     SizeFromMaskd,
+    flipped_sizes,
     max_chebyshev_distance,
     object_size,
     size_flip_candidates,
@@ -60,6 +61,7 @@ __all__ = [
     "SizeFromMaskd",
     "SliceVolume",
     "SliceVolumed",
+    "flipped_sizes",
     "max_chebyshev_distance",
     "object_size",
     "size_flip_candidates",

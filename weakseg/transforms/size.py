@@ -24,7 +24,14 @@ from monai.transforms import MapTransform, Transform
 
 from weakseg.transforms.slicing import source_name
 
-__all__ = ["object_size", "max_chebyshev_distance", "size_flip_candidates", "SizeFromMask", "SizeFromMaskd"]
+__all__ = [
+    "object_size",
+    "max_chebyshev_distance",
+    "size_flip_candidates",
+    "flipped_sizes",
+    "SizeFromMask",
+    "SizeFromMaskd",
+]
 
 NO_BACKGROUND = -1
 """Returned by :func:`max_chebyshev_distance` (and as size) for a mask without background pixels when
@@ -171,14 +178,15 @@ def _dilated_backgrounds(m: torch.Tensor, border_is_background: bool):
             bg = F.max_pool2d(bg, 3, stride=1, padding=1)
 
 
-def _erosion_distance_map(m: torch.Tensor, border_is_background: bool) -> torch.Tensor:
+def _erosion_distance_map(m: torch.Tensor, border_is_background: bool, early_exit: bool = True) -> torch.Tensor:
     """Per-pixel Chebyshev distance d_i to the background (0 on background, and on masks without background
-    when the outside is ignored) by repeated dilation; (N, H, W) bool -> (N, H, W) int32."""
+    when the outside is ignored) by repeated dilation; (N, H, W) bool -> (N, H, W) int32. ``early_exit=False``
+    runs the fixed number of steps without ever reading a value back to the host (no device synchronisation)."""
     d = torch.zeros((m.shape[0], 1, *m.shape[1:]), dtype=torch.int32, device=m.device)
     for k, bg in _dilated_backgrounds(m, border_is_background):
         fg = bg == 0
         d += fg
-        if k % 8 == 7 and not bool(fg.any()):
+        if early_exit and k % 8 == 7 and not bool(fg.any()):
             break
     return d[:, 0]
 
@@ -314,6 +322,121 @@ def size_flip_candidates(
         no_bg = m.reshape(n, -1).all(1)
         cand[no_bg] = True
     return ops.to_torch(cand)
+
+
+_LEVEL_BUDGET = 1 << 23
+
+
+@torch.no_grad()
+def flipped_sizes(
+    masks: NdarrayOrTensor, border_is_background: bool = True, return_size: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """
+    g(y↓i) for every pixel i at once: the object size (eqs. 3–5) of each mask with pixel i flipped, for masks
+    ``(..., H, W)`` -> int64 ``(..., H, W)``, in closed form, without building or measuring any flipped mask.
+    ``return_size=True`` returns ``(object_size(masks), flipped)``, the first from the same distance map.
+    This is what the sampled-gradient estimator (eq. 21) needs for every pixel, and it equals
+    ``object_size`` of each flipped mask exactly (tested against brute force). With D = max_j d_j:
+
+    - removing a foreground pixel i gives d'_j = min(d_j, ‖j − i‖∞), so max_j d'_j ≥ k iff the level set
+      {j : d_j ≥ k} is not inside the (2k−1)-square centred on i: a bounding-box test per level k;
+    - adding a background pixel i raises a distance to at least r + 1 exactly where the (2r+1)-window
+      centred on some pixel holds i as its only background pixel (window counts and the location of a single
+      background pixel come from integral images), so g(y↓i) = 2 · max(D, max such r + 1).
+
+    All levels are evaluated at once (in chunks bounded in memory), with a fixed number of kernels and no
+    read-back to the host, so on a GPU it never synchronises with the device. Masks without background when
+    ``border_is_background=False`` have every distance unbounded; flipping the only background pixel of a mask
+    gives :data:`NO_BACKGROUND` there, as ``object_size`` does.
+    """
+    mt = _as_bool_masks(masks)
+    lead = mt.shape[:-2]
+    h, w = mt.shape[-2:]
+    m = mt.reshape(-1, h, w)
+    n = m.shape[0]
+    dev = m.device
+    if n == 0:
+        z = torch.zeros((*lead, h, w), dtype=torch.int64, device=dev)
+        return (z.sum((-2, -1)), z) if return_size else z
+    big = h + w + 2
+    no_bg = m.flatten(1).all(1)  # only possible to matter when the outside is ignored
+    d = _erosion_distance_map(m, border_is_background, early_exit=False)
+    if not border_is_background:
+        d = torch.where(no_bg[:, None, None], torch.full_like(d, big), d)
+    D = d.flatten(1).amax(1).clamp(max=max(h, w))  # (N,); only used for background pixels (never no_bg masks)
+    rows = torch.arange(h, device=dev)
+    cols = torch.arange(w, device=dev)
+
+    # --- foreground -> background: levels k = 1 .. K ------------------------------------------------------
+    K = (min(h, w) + 1) // 2 if border_is_background else max(h, w) - 1
+    step = max(1, _LEVEL_BUDGET // (n * h * w))  # levels per chunk: (N, L, H, W) intermediates stay bounded
+    row_d, col_d = d.amax(2), d.amax(1)
+    new_fg = torch.zeros((n, h, w), dtype=torch.int32, device=dev)
+    for k0 in range(1, K + 1, step):
+        kk = torch.arange(k0, min(K, k0 + step - 1) + 1, device=dev)
+        new_fg += _fg_levels(row_d, col_d, kk, rows, cols, big)
+
+    # --- background -> foreground: window radii r = 1 .. R -------------------------------------------------
+    R = (min(h, w) - 1) // 2 if border_is_background else max(h, w) - 1
+    best = D.clamp(min=1)[:, None, None].expand(n, h, w).clone()  # an added pixel has d ≥ 1 itself
+    if R >= 1:
+        P = R
+        hp, wp = h + 2 * P, w + 2 * P
+        idt = torch.int32 if hp * wp * max(hp, wp) < 2**31 else torch.int64  # integral of coordinates fits
+        bgp = F.pad((~m).to(idt)[:, None], (P, P, P, P), value=1 if border_is_background else 0)[:, 0]
+        rr = (torch.arange(hp, device=dev, dtype=idt) - P).view(1, -1, 1)
+        cc = (torch.arange(wp, device=dev, dtype=idt) - P).view(1, 1, -1)
+
+        def integral(x):  # (N, Hp + 1, Wp + 1), I[a, b] = sum of x[:a, :b]
+            return F.pad(x.cumsum(1, dtype=idt).cumsum(2, dtype=idt), (1, 0, 1, 0))
+
+        i_cnt, i_row, i_col = integral(bgp), integral(bgp * rr), integral(bgp * cc)
+        flat = torch.zeros(n * h * w + 1, dtype=torch.int64, device=dev)  # last slot: discarded writes
+        for r0 in range(1, R + 1, step):
+            radii = torch.arange(r0, min(R, r0 + step - 1) + 1, device=dev)
+            y0 = (rows[None, :] + P - radii[:, None])[:, :, None]  # (L, h, 1)
+            y1 = y0 + 2 * radii[:, None, None] + 1
+            x0 = (cols[None, :] + P - radii[:, None])[:, None, :]  # (L, 1, w)
+            x1 = x0 + 2 * radii[:, None, None] + 1
+
+            def box(integ):  # (N, L, h, w) window sums centred on every image pixel
+                return integ[:, y1, x1] - integ[:, y0, x1] - integ[:, y1, x0] + integ[:, y0, x0]
+
+            one = box(i_cnt) == 1
+            br, bc = box(i_row), box(i_col)  # the single background pixel's location where one
+            ok = one & (br >= 0) & (br < h) & (bc >= 0) & (bc < w)
+            b_idx = torch.arange(n, device=dev).view(-1, 1, 1, 1)
+            lin = torch.where(ok, (b_idx * h + br) * w + bc, n * h * w)  # int64 (b_idx), as scatter needs
+            val = (radii + 1).view(1, -1, 1, 1).expand(lin.shape)
+            flat.scatter_reduce_(0, lin.reshape(-1), val.reshape(-1), reduce="amax")
+        best = torch.maximum(best, flat[:-1].view(n, h, w))
+    if not border_is_background:  # the mask's only background pixel: flipping it leaves no background
+        only_bg = (~m).flatten(1).sum(1) == 1
+        best = torch.where(only_bg[:, None, None], torch.full_like(best, NO_BACKGROUND), best)
+    out = torch.where(m, 2 * new_fg.to(torch.int64), torch.where(best < 0, best, 2 * best)).reshape(*lead, h, w)
+    if not return_size:
+        return out
+    size = 2 * D.to(torch.int64)
+    if not border_is_background:
+        size = torch.where(no_bg, torch.full_like(size, NO_BACKGROUND), size)
+    return size.reshape(lead), out
+
+
+def _fg_levels(row_d: torch.Tensor, col_d: torch.Tensor, kk: torch.Tensor, rows, cols, big: int) -> torch.Tensor:
+    """Σ_k [∃ j: d_j ≥ k and ‖j − i‖∞ ≥ k] over the levels ``kk`` (L,) for every pixel i, (N, H, W), from the
+    row and column maxima of d (``row_d`` (N, H), ``col_d`` (N, W)): the level set {d ≥ k} has rows
+    {r : row_d[r] ≥ k} and columns {c : col_d[c] ≥ k}, so its bounding box is separable."""
+    k = kk.view(1, -1, 1)
+    any_r = row_d[:, None] >= k  # (N, L, H)
+    any_c = col_d[:, None] >= k  # (N, L, W)
+    rmin = torch.where(any_r, rows, big).amin(2, keepdim=True)
+    rmax = torch.where(any_r, rows, -big).amax(2, keepdim=True)
+    cmin = torch.where(any_c, cols, big).amin(2, keepdim=True)
+    cmax = torch.where(any_c, cols, -big).amax(2, keepdim=True)
+    row_in = (rmax - rows <= k - 1) & (rows - rmin <= k - 1)  # (N, L, H)
+    col_in = (cmax - cols <= k - 1) & (cols - cmin <= k - 1)  # (N, L, W); an empty level is inside nowhere
+    outside = ~(row_in[..., :, None] & col_in[..., None, :])  # (N, L, H, W)
+    return (outside & any_r.any(2)[..., None, None]).sum(1, dtype=torch.int32)
 
 
 class SizeFromMask(Transform):
