@@ -392,6 +392,7 @@ def flipped_sizes(
 
         i_cnt, i_row, i_col = integral(bgp), integral(bgp * rr), integral(bgp * cc)
         flat = torch.zeros(n * h * w + 1, dtype=torch.int64, device=dev)  # last slot: discarded writes
+        b_idx = torch.arange(n, device=dev).view(-1, 1, 1, 1)
         for r0 in range(1, R + 1, step):
             radii = torch.arange(r0, min(R, r0 + step - 1) + 1, device=dev)
             y0 = (rows[None, :] + P - radii[:, None])[:, :, None]  # (L, h, 1)
@@ -405,7 +406,6 @@ def flipped_sizes(
             one = box(i_cnt) == 1
             br, bc = box(i_row), box(i_col)  # the single background pixel's location where one
             ok = one & (br >= 0) & (br < h) & (bc >= 0) & (bc < w)
-            b_idx = torch.arange(n, device=dev).view(-1, 1, 1, 1)
             lin = torch.where(ok, (b_idx * h + br) * w + bc, n * h * w)  # int64 (b_idx), as scatter needs
             val = (radii + 1).view(1, -1, 1, 1).expand(lin.shape)
             flat.scatter_reduce_(0, lin.reshape(-1), val.reshape(-1), reduce="amax")
