@@ -70,6 +70,30 @@ def test_image_level_samples_supervise_only_the_coarsest_level():
         MultiLabelDeepSupervisionLoss(3)(heads, torch.cat([REF, REF]), annotation=torch.tensor([0, 5]))
 
 
+def test_box_min_level_keeps_boxes_off_the_finest_level():
+    torch.manual_seed(2)
+    # levels given coarse-first to check that the finest is found by size, not by position
+    heads = [torch.randn(2, 3, 2, 2, requires_grad=True), torch.randn(2, 3, 4, 4, requires_grad=True)]
+    target = torch.cat([REF, REF.flip(-1)])
+    ann = torch.tensor([0, 1])  # a mask sample and a box sample
+    loss = MultiLabelDeepSupervisionLoss(3, box_min_level=1)(heads, target, annotation=ann)
+    loss.backward()
+    assert heads[1].grad[1].abs().sum() == 0  # full resolution: nothing from the box sample
+    assert heads[1].grad[0].abs().sum() > 0
+    assert heads[0].grad[1].abs().sum() > 0  # the coarse level still learns from the box
+    coarse_t, fine_t = multilabel_targets(target, [(2, 2), (4, 4)], 3)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    ref = (bce(heads[0], coarse_t) + bce(heads[1][:1], fine_t[:1])) / 2  # finest level: mean over the mask sample
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    # default: boxes supervise like masks, every level
+    default = MultiLabelDeepSupervisionLoss(3)(heads, target, annotation=ann)
+    assert default.item() == pytest.approx(((bce(heads[0], coarse_t) + bce(heads[1], fine_t)) / 2).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="box_min_level"):
+        MultiLabelDeepSupervisionLoss(3, box_min_level=-1)
+    with pytest.raises(ValueError, match="box_min_level 2 leaves no level"):
+        MultiLabelDeepSupervisionLoss(3, box_min_level=2)(heads, target, annotation=ann)
+
+
 @pytest.mark.parametrize("nd,shape", [(2, (2, 1, 32, 48)), (3, (1, 1, 16, 16, 32))])
 def test_heads_one_output_per_level(nd, shape):
     net = DeepSupervisionHeads(UNet(nd, 1, 3, (8, 16, 32, 64), (2, 2, 2), num_res_units=1))

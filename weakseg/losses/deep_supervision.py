@@ -46,6 +46,11 @@ class MultiLabelDeepSupervisionLoss(_Loss):
         weights: per-level weights (default 1 each), in the order of the inputs.
         level_reduction: ``"mean"`` (weighted mean over levels, the default) or ``"sum"``.
         ignore_value: label value of pixels without annotation.
+        consistency_weight: weight of the mean-teacher consistency term (when the target dict has ``teacher``).
+        box_min_level: box samples supervise only the levels whose resolution rank (0 = finest) is at least
+            this. 0 (the default): boxes supervise every level like masks. 1: not the full-resolution output,
+            where a filled box is furthest from the object (a thin, curved class gets IoU ≈ 0.35 against its
+            box), while max-pooled to coarse levels box and mask targets nearly coincide.
 
     ``forward(input, target, annotation=None, image_labels=None)``:
         input: list of logits (B, C, *spatial_k), one per level (any order; the smallest is the coarsest), or one
@@ -61,8 +66,11 @@ class MultiLabelDeepSupervisionLoss(_Loss):
     """
 
     def __init__(self, num_classes: int, weights: Sequence[float] | None = None, level_reduction: str = "mean",
-                 ignore_value: float = -1, consistency_weight: float = 1.0) -> None:
+                 ignore_value: float = -1, consistency_weight: float = 1.0, box_min_level: int = 0) -> None:
         super().__init__()
+        if int(box_min_level) != box_min_level or box_min_level < 0:
+            raise ValueError(f"box_min_level must be an integer >= 0, got {box_min_level!r}")
+        self.box_min_level = int(box_min_level)
         self.consistency = ConsistencyLoss()
         self.consistency_weight = float(consistency_weight)
         if level_reduction not in ("mean", "sum"):
@@ -90,6 +98,11 @@ class MultiLabelDeepSupervisionLoss(_Loss):
         if ((ann < 0) | (ann > 2)).any():
             raise ValueError(f"annotation codes must be 0 (mask), 1 (box) or 2 (image), got {ann.tolist()}")
         dense = ann != 2
+        if self.box_min_level > len(levels) - 1:
+            raise ValueError(f"box_min_level {self.box_min_level} leaves no level for boxes ({len(levels)} levels)")
+        # resolution rank of each level: 0 = the finest (most voxels)
+        order = sorted(range(len(levels)), key=lambda i: -levels[i][0, 0].numel())
+        rank = {lvl: r for r, lvl in enumerate(order)}
         targets = multilabel_targets(target, [x.shape[2:] for x in levels], self.num_classes, self.ignore_value)
         coarsest = min(range(len(levels)), key=lambda i: levels[i][0, 0].numel())
         if image_labels is None:
@@ -104,8 +117,9 @@ class MultiLabelDeepSupervisionLoss(_Loss):
                                                          reduction="none").mean(1)
                 per = torch.where(dense, per, img)
             else:
-                per = per * dense.float()
-            denom = dense.float().sum().clamp(min=1) if i != coarsest else float(b)
+                sup = dense & ((ann != 1) | (rank[i] >= self.box_min_level))  # samples supervised at this level
+                per = per * sup.float()
+            denom = sup.float().sum().clamp(min=1) if i != coarsest else float(b)
             total = total + w[i] * per.sum() / denom
         total = total / (sum(w) if self.level_reduction == "mean" else 1.0)
         if teacher is not None:  # mean teacher: consistency of the finest level with the teacher's prediction
