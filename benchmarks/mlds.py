@@ -42,7 +42,7 @@ def run_one(args, k, method, seed, root: Path) -> dict:
            "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'train_mlds.json'}']",
            "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
            "--bundle_root", str(root), "--dataset_dir", args.dataset_dir, "--download", "False",
-           "--max_epochs", str(args.epochs), "--seed", str(seed), "--num_masks", "None" if k == "all" else str(k),
+           "--max_epochs", str(args.epochs), "--seed", str(seed), "--num_masks", str(k),
            "--box_fraction", str(args.box_fraction), "--iterations_per_epoch", str(args.iterations_per_epoch),
            *METHODS[method]]
     if args.channels:

@@ -121,3 +121,19 @@ def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir):
     net = load_pretrained(parser.get_parsed_content("network_module"), ckpt).eval()
     x = torch.randn(3, 1, 48, 32)
     torch.testing.assert_close(torch.jit.load(str(tmp_path / "mlds.ts"))(x), net(x))
+
+
+def test_num_masks_all_on_the_command_line_gives_every_volume_a_mask(hippo_dir):
+    """``--num_masks all`` (MONAI drops ``None`` overrides from the command line, so "all" is the way to ask)."""
+    from monai.bundle import ConfigParser
+
+    from .test_train_bundle import CONFIGS
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / n) for n in MLDS])
+    parser.update({"dataset_dir": str(hippo_dir), "download": False, "max_train_volumes": 12, "num_masks": "all"})
+    vols = parser.get_parsed_content("train#volumes")
+    assert len(vols) == 12 and {v["annotation"] for v in vols} == {"mask"}
+    assert parser.get_parsed_content("method").startswith("mlds_kall_")
+    parser["num_masks"] = 3
+    assert [v["annotation"] for v in parser.get_parsed_content("train#volumes", lazy=False)].count("mask") == 3

@@ -138,12 +138,18 @@ class WeakAnnotationd(MapTransform):
         return d
 
 
-def assign_annotations(items: Sequence[dict], num_masks: int | None, box_fraction: float = 0.5, seed: int = 0,
+def assign_annotations(items: Sequence[dict], num_masks: int | str | None, box_fraction: float = 0.5, seed: int = 0,
                        key: str = "annotation") -> list[dict]:
     """Copies of ``items`` (volumes) with ``item[key]`` set: ``num_masks`` of them (a telescopic, seeded choice;
-    ``None``: all) keep pixel masks, and of the rest a ``box_fraction`` share gets boxes and the others
-    image-level labels."""
+    ``None`` or ``"all"``: all) keep pixel masks, and of the rest a ``box_fraction`` share gets boxes and the others
+    image-level labels. (On the ``monai.bundle`` command line use ``--num_masks all``: MONAI drops ``None``
+    overrides, so ``--num_masks None`` would silently keep the config's value.)"""
     from weakseg.data.msd import telescopic_subset
+
+    if isinstance(num_masks, str):
+        if num_masks.strip().lower() != "all":
+            raise ValueError(f"num_masks must be an integer, None or 'all', got {num_masks!r}")
+        num_masks = None
 
     if not 0.0 <= box_fraction <= 1.0:
         raise ValueError(f"box_fraction must be in [0, 1], got {box_fraction}")
