@@ -116,10 +116,11 @@ class MultiLabelDeepSupervisionLoss(_Loss):
                 img = F.binary_cross_entropy_with_logits(glob, image_labels.float().to(x.device),
                                                          reduction="none").mean(1)
                 per = torch.where(dense, per, img)
+                denom = float(b)  # every sample: dense ones by their pooled target, image-level ones globally
             else:
                 sup = dense & ((ann != 1) | (rank[i] >= self.box_min_level))  # samples supervised at this level
                 per = per * sup.float()
-            denom = sup.float().sum().clamp(min=1) if i != coarsest else float(b)
+                denom = sup.float().sum().clamp(min=1)
             total = total + w[i] * per.sum() / denom
         total = total / (sum(w) if self.level_reduction == "mean" else 1.0)
         if teacher is not None:  # mean teacher: consistency of the finest level with the teacher's prediction
