@@ -89,14 +89,14 @@ def report(files, out_md):
 
     def cell(k, m, key):
         v = [r[key] for r in recs if str(r["k"]) == k and r["method"] == m]
-        return (f"{np.mean(v):.3f} ({np.std(v):.3f}) [{len(v)}]" if v else "–"), len(v)
+        return f"{np.mean(v):.3f} ({np.std(v):.3f}) [{len(v)}]" if v else "–"
 
     lines = [f"Runs: {len(recs)} from {', '.join(Path(f).name for f in files)}; mean (std) [runs] over seeds", "",
              "Mean IoU of head and body:", "",
              "| k mask volumes | " + " | ".join(NAMES[m] for m in methods) + " |",
              "|---|" + "---|" * len(methods)]
     for k in ks:
-        lines.append(f"| {k} | " + " | ".join(cell(k, m, "miou")[0] for m in methods) + " |")
+        lines.append(f"| {k} | " + " | ".join(cell(k, m, "miou") for m in methods) + " |")
     lines += ["", "IoU of head / body (means):", "",
               "| k mask volumes | " + " | ".join(NAMES[m] for m in methods) + " |",
               "|---|" + "---|" * len(methods)]
