@@ -75,9 +75,12 @@ class TestSplitsAndSubsets:
         items = list(range(100))
         a, b = telescopic_subset(items, 8, seed=3), telescopic_subset(items, 16, seed=3)
         assert len(a) == 8 and len(b) == 16 and set(a) <= set(b)
-        assert telescopic_subset(items, None) == items
-        with pytest.raises(ValueError):
+        assert telescopic_subset(items, None) == items == telescopic_subset(items, "All") == telescopic_subset(items, 500)
+        with pytest.raises(ValueError, match="m must be >= 1, got 0"):
             telescopic_subset(items, 0)
+        for bad in ("half", "None", True, 2.0):
+            with pytest.raises(ValueError, match="subset size m_train must be an integer, None or 'all'"):
+                telescopic_subset(items, bad, name="m_train")
 
     def test_mark_annotated(self):
         from weakseg.data import mark_annotated

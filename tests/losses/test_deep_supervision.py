@@ -133,7 +133,7 @@ def test_weak_labels_from_masks():
     small = assign_annotations([{"image": str(i)} for i in range(10)], num_masks=2, seed=0)
     assert {i for i, it in enumerate(small) if it["annotation"] == "mask"} <= {
         i for i, it in enumerate(items) if it["annotation"] == "mask"}  # telescopic
-    for every in (None, "all"):
+    for every in (None, "all", " ALL"):
         assert [it["annotation"] for it in assign_annotations(items, num_masks=every)] == ["mask"] * 10
     with pytest.raises(ValueError, match="num_masks must be an integer, None or 'all', got 'None'"):
         assign_annotations(items, num_masks="None")

@@ -90,25 +90,25 @@ def split_by_volume(
     return {k: [order[i] for i in sorted(v)] for k, v in idx.items()}
 
 
-def telescopic_subset(items: Sequence[Any], m: int | str | None, seed: int = 0) -> list[Any]:
+def telescopic_subset(items: Sequence[Any], m: int | str | None, seed: int = 0, name: str = "m") -> list[Any]:
     """
     The first ``m`` items of a seeded permutation of ``items``: for the same seed the ``m``-subset is contained
-    in the ``2m``-subset (nested, "telescopic" subsets). ``m`` = ``"all"``, ``None`` or ``>= len(items)`` returns
-    all items.
+    in the ``2m``-subset (nested, "telescopic" subsets). ``m`` = ``"all"`` (any case), ``None`` or
+    ``>= len(items)`` returns all items. ``name`` is the caller's argument name, used in error messages.
     """
-    return [items[i] for i in telescopic_indices(len(items), m, seed)]
+    return [items[i] for i in telescopic_indices(len(items), m, seed, name=name)]
 
 
-def telescopic_indices(n: int, m: int | str | None, seed: int = 0) -> list[int]:
+def telescopic_indices(n: int, m: int | str | None, seed: int = 0, name: str = "m") -> list[int]:
     """Sorted indices of :func:`telescopic_subset` among ``n`` items."""
-    if m is None or m == "all":
+    if m is None or (isinstance(m, str) and m.strip().lower() == "all"):
         return list(range(n))
-    if not isinstance(m, int):
-        raise ValueError(f"subset size m must be an integer or 'all', got {m!r}.")
+    if not isinstance(m, int) or isinstance(m, bool):
+        raise ValueError(f"subset size {name} must be an integer, None or 'all', got {m!r}.")
     if m >= n:
         return list(range(n))
     if m < 1:
-        raise ValueError(f"subset size m must be >= 1, got {m}.")
+        raise ValueError(f"subset size {name} must be >= 1, got {m}.")
     perm = np.random.RandomState(seed).permutation(n)
     return sorted(int(i) for i in perm[:m])
 
@@ -119,15 +119,16 @@ def mark_annotated(
     seed: int = 0,
     mask_key: str = "label",
     flag_key: str = "annotated",
+    name: str = "m",
 ) -> list[dict[str, Any]]:
     """
     Mixed supervision: copies of ``items`` in which the telescopic ``m``-subset (the slices
     :func:`telescopic_subset` picks for pre-training with the same ``seed``) keeps its mask and gets
     ``flag_key`` = 1, and every other item gets ``flag_key`` = 0 and an all-zero mask, so batches still collate
     and no mask outside the subset can reach a loss. A loss reads the flag to ignore the zero masks
-    (:py:class:`weakseg.losses.SizeAndMaskLoss`).
+    (:py:class:`weakseg.losses.SizeAndMaskLoss`). ``name``: the caller's argument name for error messages.
     """
-    keep = set(telescopic_indices(len(items), m, seed))
+    keep = set(telescopic_indices(len(items), m, seed, name=name))
     out = []
     for i, item in enumerate(items):
         if mask_key not in item:

@@ -146,15 +146,10 @@ def assign_annotations(items: Sequence[dict], num_masks: int | str | None, box_f
     overrides, so ``--num_masks None`` would silently keep the config's value.)"""
     from weakseg.data.msd import telescopic_subset
 
-    if isinstance(num_masks, str):
-        if num_masks.strip().lower() != "all":
-            raise ValueError(f"num_masks must be an integer, None or 'all', got {num_masks!r}")
-        num_masks = None
-
     if not 0.0 <= box_fraction <= 1.0:
         raise ValueError(f"box_fraction must be in [0, 1], got {box_fraction}")
     ids = list(range(len(items)))
-    masked = set(telescopic_subset(ids, num_masks, seed=seed))
+    masked = set(telescopic_subset(ids, num_masks, seed=seed, name="num_masks"))
     rest = [i for i in ids if i not in masked]
     perm = np.random.RandomState(seed + 1).permutation(len(rest))
     n_box = int(round(box_fraction * len(rest)))
