@@ -9,7 +9,7 @@ volumes, k with masks, the others half boxes, half image labels. MT: DS + mean t
 teacher).
 
     python benchmarks/mlds.py --ks 3 6 12 24 all --seeds 0 1 2 --epochs 10 --out_jsonl r.jsonl
-    python benchmarks/mlds.py --report r.jsonl --out_md table.md
+    python benchmarks/mlds.py --report r.jsonl --out_md table.md --out_png mlds.png
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ METHODS = {
     "mt": ["--mean_teacher", "True", "--evaluate_teacher", "True"],
     # not in the paper's tables: DS with the boxes kept off the full-resolution output (loss box_min_level=1)
     "ds_box1": ["--box_min_level", "1"],
+    "mt_box1": ["--box_min_level", "1", "--mean_teacher", "True", "--evaluate_teacher", "True"],
 }
 PAPER_METHODS = ["baseline", "ds", "mt"]
 
@@ -79,13 +80,41 @@ def run_one(args, k, method, seed, root: Path) -> dict:
 
 
 NAMES = {"baseline": "baseline (masks only)", "ds": "deep supervision", "mt": "mean-taught deep supervision",
-         "ds_box1": "deep supervision, boxes off the finest level"}
+         "ds_box1": "deep supervision, boxes off the finest level",
+         "mt_box1": "mean-taught deep supervision, boxes off the finest level"}
 
 
-def report(files, out_md):
+def plot(recs, ks, methods, path) -> None:
+    """Mean IoU, head IoU and body IoU against k, one line per method (mean ± std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), sharey=True)
+    x = np.arange(len(ks))
+    for ax, key, title in zip(axes, ("miou", "iou_head", "iou_body"), ("mean of head and body", "head", "body")):
+        for j, m in enumerate(methods):
+            vals = [[r[key] for r in recs if str(r["k"]) == k and r["method"] == m] for k in ks]
+            xs = [x[i] + 0.04 * (j - len(methods) / 2) for i, v in enumerate(vals) if v]
+            ax.errorbar(xs, [np.mean(v) for v in vals if v], yerr=[np.std(v) for v in vals if v], marker="o",
+                        capsize=3, label=NAMES[m])
+        ax.set_xticks(x, ks)
+        ax.set_xlabel("k fully annotated training volumes")
+        ax.set_title(f"test IoU, {title}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(files, out_md, out_png=None):
     recs = [json.loads(ln) for f in files for ln in open(f) if ln.strip()]
     ks = sorted({str(r["k"]) for r in recs}, key=lambda s: (s == "all", int(s) if s.isdigit() else 0))
     methods = [m for m in METHODS if any(r["method"] == m for r in recs)]
+    if out_png:
+        plot(recs, ks, methods, out_png)
 
     def cell(k, m, key):
         v = [r[key] for r in recs if str(r["k"]) == k and r["method"] == m]
@@ -107,6 +136,20 @@ def report(files, out_md):
             b = [r["iou_body"] for r in recs if str(r["k"]) == k and r["method"] == m]
             row.append(f"{np.mean(h):.3f} / {np.mean(b):.3f}" if h else "–")
         lines.append(f"| {k} | " + " | ".join(row) + " |")
+    others = [m for m in methods if m != "baseline"]
+    if "baseline" in methods and others:
+        # a seed fixes the split, the mask volumes and the initialisation: compare methods within a seed
+        lines += ["", "Mean IoU minus the baseline's of the same seed: mean (std) [seeds above / seeds]:", "",
+                  "| k mask volumes | " + " | ".join(NAMES[m] for m in others) + " |",
+                  "|---|" + "---|" * len(others)]
+        for k in ks:
+            base = {r["seed"]: r["miou"] for r in recs if str(r["k"]) == k and r["method"] == "baseline"}
+            row = []
+            for m in others:
+                d = [r["miou"] - base[r["seed"]] for r in recs
+                     if str(r["k"]) == k and r["method"] == m and r["seed"] in base]
+                row.append(f"{np.mean(d):+.3f} ({np.std(d):.3f}) [{sum(x > 0 for x in d)}/{len(d)}]" if d else "–")
+            lines.append(f"| {k} | " + " | ".join(row) + " |")
     return emit(lines, out_md)
 
 
@@ -124,9 +167,10 @@ def main():
                     help="U-Net channels per level (default: those of train_mlds.json, 32 64 128 256)")
     ap.add_argument("--out_jsonl", default=None)
     ap.add_argument("--report", nargs="+", default=None)
+    ap.add_argument("--out_png", default=None, help="with --report: also plot IoU against k to this PNG")
     args = ap.parse_args()
     if args.report:
-        report(args.report, args.out_md)
+        report(args.report, args.out_md, args.out_png)
         return
     print(machine_line(torch.device("cuda" if torch.cuda.is_available() else "cpu")), flush=True)
     for seed in args.seeds:
