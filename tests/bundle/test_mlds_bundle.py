@@ -17,6 +17,7 @@ def test_mlds_with_mean_teacher_trains_and_saves_the_teacher(tmp_path, hippo_dir
     (run,) = runs
     assert run.info.status == "FINISHED"
     assert run.data.params["num_masks"] == "2" and run.data.params["mean_teacher"] == "True"
+    assert run.data.params["box_min_level"] == "1"  # the config's default
     dice = [m.value for m in client.get_metric_history(run.info.run_id, "val_mean_dice")]
     assert len(dice) == 2 and all(0 <= d <= 1 for d in dice)
     ckpt = torch.load(tmp_path / "output" / "mlds_k2_box0.5_mt" / "models" / "checkpoint_last.pt", weights_only=True)
@@ -39,12 +40,12 @@ def test_mean_teacher_alpha_out_of_range_is_a_clear_error(tmp_path, hippo_dir):
 def test_deep_supervision_without_teacher_and_masks_only_baseline(tmp_path, hippo_dir):
     base = ("--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "1", "--max_train_volumes", "6",
             "--max_val_volumes", "1", "--num_masks", "2")
-    proc = run_bundle(tmp_path, *base, "--box_min_level", "1", config=MLDS)
+    proc = run_bundle(tmp_path, *base, "--box_min_level", "0", config=MLDS)  # the paper's boxes (default 1)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / "output" / "mlds_k2_box0.5_ds" / "models" / "checkpoint_last.pt", weights_only=True)
     assert "teacher" not in ckpt
     _, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_hippocampus_mlds")
-    assert [r.data.params["box_min_level"] for r in runs] == ["1"]
+    assert [r.data.params["box_min_level"] for r in runs] == ["0"]
     proc = run_bundle(tmp_path, *base, "--use_weak", "False", "--level_weights", "[1.0, 0.0, 0.0]", config=MLDS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "output" / "mlds_k2_box0.5_masks_only" / "models" / "model.pt").is_file()

@@ -48,9 +48,10 @@ class MultiLabelDeepSupervisionLoss(_Loss):
         ignore_value: label value of pixels without annotation.
         consistency_weight: weight of the mean-teacher consistency term (when the target dict has ``teacher``).
         box_min_level: box samples supervise only the levels whose resolution rank (0 = finest) is at least
-            this. 0 (the default): boxes supervise every level like masks. 1: not the full-resolution output,
-            where a filled box is furthest from a thin, curved object (the hippocampus body: see
-            ``benchmarks/RESULTS.md``), while max-pooled to coarse levels box and mask targets nearly coincide.
+            this. 0 (the default, as in the paper): boxes supervise every level like masks. 1 (the default of
+            ``bundle/configs/train_mlds.json``): not the full-resolution output, where a filled box is furthest
+            from a thin, curved object (the hippocampus body: see ``benchmarks/RESULTS.md``), while max-pooled
+            to coarse levels box and mask targets nearly coincide.
 
     ``forward(input, target, annotation=None, image_labels=None)``:
         input: list of logits (B, C, *spatial_k), one per level (any order; the smallest is the coarsest), or one
