@@ -93,7 +93,7 @@ def plot(recs, ks, methods, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), sharey=True)
     x = np.arange(len(ks))
     for ax, key, title in zip(axes, ("miou", "iou_head", "iou_body"), ("mean of head and body", "head", "body")):
         for j, m in enumerate(methods):
@@ -105,8 +105,9 @@ def plot(recs, ks, methods, path) -> None:
         ax.set_xlabel("k fully annotated training volumes")
         ax.set_title(f"test IoU, {title}", fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
