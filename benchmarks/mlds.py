@@ -36,6 +36,8 @@ METHODS = {
     # the bundle's default: boxes kept off the full-resolution output (loss box_min_level=1)
     "ds_box1": ["--box_min_level", "1"],
     "mt_box1": ["--box_min_level", "1", "--mean_teacher", "True", "--evaluate_teacher", "True"],
+    # ds_box1 with MONAI DeepSupervisionLoss's nearest-resized targets instead of max-pooled ones
+    "ds_box1_nearest": ["--box_min_level", "1", "--target_mode", "nearest"],
 }
 PAPER_METHODS = ["baseline", "ds", "mt"]
 
@@ -83,7 +85,8 @@ def run_one(args, k, method, seed, root: Path) -> dict:
 
 NAMES = {"baseline": "baseline (masks only)", "ds": "deep supervision", "mt": "mean-taught deep supervision",
          "ds_box1": "deep supervision, boxes off the finest level",
-         "mt_box1": "mean-taught deep supervision, boxes off the finest level"}
+         "mt_box1": "mean-taught deep supervision, boxes off the finest level",
+         "ds_box1_nearest": "deep supervision, boxes off the finest level, nearest-resized targets"}
 
 
 def plot(recs, ks, methods, path) -> None:

@@ -138,3 +138,18 @@ def test_num_masks_all_on_the_command_line_gives_every_volume_a_mask(hippo_dir):
     assert parser.get_parsed_content("method").startswith("mlds_kall_")
     parser["num_masks"] = 3
     assert [v["annotation"] for v in parser.get_parsed_content("train#volumes", lazy=False)].count("mask") == 3
+
+
+def test_loss_options_reach_the_loss():
+    """The defaults of ``train_mlds.json`` (boxes off the finest level, max-pooled targets) and their overrides."""
+    from monai.bundle import ConfigParser
+
+    from .test_train_bundle import CONFIGS
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / n) for n in MLDS])
+    loss = parser.get_parsed_content("loss")
+    assert (loss.box_min_level, loss.target_mode) == (1, "max")
+    parser.update({"box_min_level": 0, "target_mode": "nearest"})
+    loss = parser.get_parsed_content("loss", lazy=False)
+    assert (loss.box_min_level, loss.target_mode) == (0, "nearest")

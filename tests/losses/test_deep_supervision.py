@@ -56,6 +56,22 @@ def test_loss_equals_hand_computed_bce_and_differs_from_monai_nearest():
     assert abs(ms([h.detach() for h in heads], onehot).item() - loss.item()) > 1e-3
 
 
+def test_nearest_target_mode_reproduces_monai_deep_supervision_loss():
+    (t,) = multilabel_targets(REF, [(2, 2)], num_classes=3, mode="nearest")  # nearest-exact: pixels (1|3, 1|3)
+    assert t[0].argmax(0).tolist() == [[2, 1], [0, 0]] and t.sum().item() == 4  # one class per cell
+    torch.manual_seed(2)
+    heads = [torch.randn(2, 3, 8, 8), torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2)]
+    target = torch.randint(0, 3, (2, 1, 8, 8)).float()
+    onehot = multilabel_targets(target, [(8, 8)], 3)[0]
+    monai_loss = DeepSupervisionLoss(torch.nn.BCEWithLogitsLoss(), weight_mode="same")(heads, onehot)
+    ours = MultiLabelDeepSupervisionLoss(3, level_reduction="sum", target_mode="nearest")(heads, target)
+    assert ours.item() == pytest.approx(monai_loss.item(), rel=1e-6)
+    assert MultiLabelDeepSupervisionLoss(3, level_reduction="sum")(heads, target).item() != pytest.approx(
+        monai_loss.item(), rel=1e-3)  # max-pooled targets differ
+    with pytest.raises(ValueError, match="target_mode must be one of"):
+        MultiLabelDeepSupervisionLoss(3, target_mode="bilinear")
+
+
 def test_image_level_samples_supervise_only_the_coarsest_level():
     torch.manual_seed(1)
     heads = [torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(2, 3, 2, 2, requires_grad=True)]

@@ -5,7 +5,7 @@ Targets per level: the one-hot label (B, C, H, W[, D]) **max-pooled** (``adaptiv
 so a low-resolution cell is positive for every class present under it (multi-label). Example (4×4 → 2×2, classes
 0/1/2 of ``[[0,0,1,1],[0,2,1,1],[0,0,0,0],[2,0,0,0]]``): class 0 ``[[1,0],[1,1]]``, class 1 ``[[0,1],[0,0]]``,
 class 2 ``[[1,0],[1,0]]``. MONAI's ``DeepSupervisionLoss`` resizes targets with nearest interpolation instead
-(single label per cell).
+(single label per cell); ``target_mode="nearest"`` reproduces that for comparison.
 """
 
 from __future__ import annotations
@@ -19,14 +19,21 @@ from torch.nn.modules.loss import _Loss
 __all__ = ["multilabel_targets", "MultiLabelDeepSupervisionLoss", "ConsistencyLoss"]
 
 
+TARGET_MODES = ("max", "nearest")
+
+
 def _pool(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return (F.adaptive_max_pool2d if x.ndim == 4 else F.adaptive_max_pool3d)(x, tuple(size))
 
 
 def multilabel_targets(target: torch.Tensor, sizes: Sequence[Sequence[int]], num_classes: int,
-                       ignore_value: float | None = -1) -> list[torch.Tensor]:
-    """One-hot ``target`` (B, 1, *spatial) class ids (values ``ignore_value`` are all-zero) max-pooled to each
-    of ``sizes`` → list of float (B, num_classes, *size)."""
+                       ignore_value: float | None = -1, mode: str = "max") -> list[torch.Tensor]:
+    """One-hot ``target`` (B, 1, *spatial) class ids (values ``ignore_value`` are all-zero) resized to each
+    of ``sizes`` → list of float (B, num_classes, *size): ``mode="max"`` max-pools (multi-label cells),
+    ``"nearest"`` samples the nearest pixel (``nearest-exact``, as MONAI's ``DeepSupervisionLoss`` does: one class
+    per cell)."""
+    if mode not in TARGET_MODES:
+        raise ValueError(f"target mode must be one of {TARGET_MODES}, got {mode!r}")
     if target.ndim not in (4, 5) or target.shape[1] != 1:
         raise ValueError(f"target must be a (B, 1, H, W[, D]) label map, got shape {tuple(target.shape)}")
     lab = target.round().long()
@@ -35,6 +42,9 @@ def multilabel_targets(target: torch.Tensor, sizes: Sequence[Sequence[int]], num
         raise ValueError(f"target has class ids >= num_classes ({num_classes})")
     onehot = torch.zeros((lab.shape[0], num_classes) + tuple(lab.shape[2:]), device=target.device)
     onehot.scatter_(1, lab.clamp(min=0), valid.float())
+    if mode == "nearest":
+        return [onehot if tuple(s) == tuple(onehot.shape[2:]) else F.interpolate(onehot, size=tuple(s), mode="nearest-exact")
+                for s in sizes]
     return [_pool(onehot, s) for s in sizes]
 
 
@@ -52,6 +62,8 @@ class MultiLabelDeepSupervisionLoss(_Loss):
             ``bundle/configs/train_mlds.json``): not the full-resolution output, where a filled box is furthest
             from a thin, curved object (the hippocampus body: see ``benchmarks/RESULTS.md``), while max-pooled
             to coarse levels box and mask targets nearly coincide.
+        target_mode: how the one-hot target reaches each level's size: ``"max"`` (the default, the paper's
+            multi-label max-pooling) or ``"nearest"`` (MONAI's ``DeepSupervisionLoss``; for comparison).
 
     ``forward(input, target, annotation=None, image_labels=None)``:
         input: list of logits (B, C, *spatial_k), one per level (any order; the smallest is the coarsest), or one
@@ -67,8 +79,12 @@ class MultiLabelDeepSupervisionLoss(_Loss):
     """
 
     def __init__(self, num_classes: int, weights: Sequence[float] | None = None, level_reduction: str = "mean",
-                 ignore_value: float = -1, consistency_weight: float = 1.0, box_min_level: int = 0) -> None:
+                 ignore_value: float = -1, consistency_weight: float = 1.0, box_min_level: int = 0,
+                 target_mode: str = "max") -> None:
         super().__init__()
+        if target_mode not in TARGET_MODES:
+            raise ValueError(f"target_mode must be one of {TARGET_MODES}, got {target_mode!r}")
+        self.target_mode = target_mode
         if int(box_min_level) != box_min_level or box_min_level < 0:
             raise ValueError(f"box_min_level must be an integer >= 0, got {box_min_level!r}")
         self.box_min_level = int(box_min_level)
@@ -104,7 +120,8 @@ class MultiLabelDeepSupervisionLoss(_Loss):
         # resolution rank of each level: 0 = the finest (most voxels)
         order = sorted(range(len(levels)), key=lambda i: -levels[i][0, 0].numel())
         rank = {lvl: r for r, lvl in enumerate(order)}
-        targets = multilabel_targets(target, [x.shape[2:] for x in levels], self.num_classes, self.ignore_value)
+        targets = multilabel_targets(target, [x.shape[2:] for x in levels], self.num_classes, self.ignore_value,
+                                     mode=self.target_mode)
         coarsest = min(range(len(levels)), key=lambda i: levels[i][0, 0].numel())
         if image_labels is None:
             image_labels = multilabel_targets(target, [(1,) * (target.ndim - 2)], self.num_classes,
