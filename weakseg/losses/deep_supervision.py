@@ -43,8 +43,8 @@ def multilabel_targets(target: torch.Tensor, sizes: Sequence[Sequence[int]], num
     onehot = torch.zeros((lab.shape[0], num_classes) + tuple(lab.shape[2:]), device=target.device)
     onehot.scatter_(1, lab.clamp(min=0), valid.float())
     if mode == "nearest":
-        return [onehot if tuple(s) == tuple(onehot.shape[2:]) else F.interpolate(onehot, size=tuple(s), mode="nearest-exact")
-                for s in sizes]
+        return [onehot if tuple(s) == tuple(onehot.shape[2:])
+                else F.interpolate(onehot, size=tuple(s), mode="nearest-exact") for s in sizes]
     return [_pool(onehot, s) for s in sizes]
 
 
