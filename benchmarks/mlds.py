@@ -89,6 +89,11 @@ NAMES = {"baseline": "baseline (masks only)", "ds": "deep supervision", "mt": "m
          "ds_box1_nearest": "deep supervision, boxes off the finest level, nearest-resized targets"}
 
 
+def runs_of(recs, k, method) -> list[dict]:
+    """The records of one k (compared as a string: "3", "all") and one method."""
+    return [r for r in recs if str(r["k"]) == k and r["method"] == method]
+
+
 def plot(recs, ks, methods, path) -> None:
     """Mean IoU, head IoU and body IoU against k, one line per method (mean ± std over seeds)."""
     import matplotlib
@@ -100,7 +105,7 @@ def plot(recs, ks, methods, path) -> None:
     x = np.arange(len(ks))
     for ax, key, title in zip(axes, ("miou", "iou_head", "iou_body"), ("mean of head and body", "head", "body")):
         for j, m in enumerate(methods):
-            vals = [[r[key] for r in recs if str(r["k"]) == k and r["method"] == m] for k in ks]
+            vals = [[r[key] for r in runs_of(recs, k, m)] for k in ks]
             xs = [x[i] + 0.04 * (j - len(methods) / 2) for i, v in enumerate(vals) if v]
             ax.errorbar(xs, [np.mean(v) for v in vals if v], yerr=[np.std(v) for v in vals if v], marker="o",
                         capsize=3, label=NAMES[m])
@@ -123,7 +128,7 @@ def report(files, out_md, out_png=None):
         plot(recs, ks, methods, out_png)
 
     def cell(k, m, key):
-        v = [r[key] for r in recs if str(r["k"]) == k and r["method"] == m]
+        v = [r[key] for r in runs_of(recs, k, m)]
         return f"{np.mean(v):.3f} ({np.std(v):.3f}) [{len(v)}]" if v else "–"
 
     lines = [f"Runs: {len(recs)} from {', '.join(Path(f).name for f in files)}; mean (std) [runs] over seeds", "",
@@ -138,9 +143,9 @@ def report(files, out_md, out_png=None):
     for k in ks:
         row = []
         for m in methods:
-            h = [r["iou_head"] for r in recs if str(r["k"]) == k and r["method"] == m]
-            b = [r["iou_body"] for r in recs if str(r["k"]) == k and r["method"] == m]
-            row.append(f"{np.mean(h):.3f} / {np.mean(b):.3f}" if h else "–")
+            rs = runs_of(recs, k, m)
+            row.append(f"{np.mean([r['iou_head'] for r in rs]):.3f} / {np.mean([r['iou_body'] for r in rs]):.3f}"
+                       if rs else "–")
         lines.append(f"| {k} | " + " | ".join(row) + " |")
     others = [m for m in methods if m != "baseline"]
     if "baseline" in methods and others:
@@ -149,11 +154,10 @@ def report(files, out_md, out_png=None):
                   "| k mask volumes | " + " | ".join(NAMES[m] for m in others) + " |",
                   "|---|" + "---|" * len(others)]
         for k in ks:
-            base = {r["seed"]: r["miou"] for r in recs if str(r["k"]) == k and r["method"] == "baseline"}
+            base = {r["seed"]: r["miou"] for r in runs_of(recs, k, "baseline")}
             row = []
             for m in others:
-                d = [r["miou"] - base[r["seed"]] for r in recs
-                     if str(r["k"]) == k and r["method"] == m and r["seed"] in base]
+                d = [r["miou"] - base[r["seed"]] for r in runs_of(recs, k, m) if r["seed"] in base]
                 row.append(f"{np.mean(d):+.3f} ({np.std(d):.3f}) [{sum(x > 0 for x in d)}/{len(d)}]" if d else "–")
             lines.append(f"| {k} | " + " | ".join(row) + " |")
     return emit(lines, out_md)
