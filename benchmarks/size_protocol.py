@@ -26,8 +26,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line, predict_split, slice_scores, trained_network,
+    CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line, slice_scores, split_tensors, trained_network,
 )
+
+
+# network_def overrides of the bundle's train.json
+NETWORKS = {
+    "unet": {},
+    "basicunet": {"network_def": {"_target_": "BasicUNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 1,
+                                  "features": [32, 32, 64, 128, 256, 32]}},
+}
 
 
 def run_bundle(configs: list[str], **overrides) -> None:
@@ -44,8 +52,34 @@ def run_bundle(configs: list[str], **overrides) -> None:
 
 def score(configs: list[str], ckpt: Path, **overrides) -> dict:
     parser = load_bundle_parser(*configs, **overrides)
-    preds, labels = predict_split(trained_network(parser, ckpt), parser, "test")
-    return dict(slice_scores(preds, labels), **breakdown(preds, labels))
+    net = trained_network(parser, ckpt).eval()
+    imgs, labels = split_tensors(parser, "test")
+    with torch.no_grad():
+        logits = torch.cat([net(imgs[i : i + 512]) for i in range(0, len(imgs), 512)])
+    preds = logits > 0
+    return dict(slice_scores(preds, labels), **breakdown(preds, labels), **sampled_sizes(logits, labels))
+
+
+def sampled_sizes(logits: torch.Tensor, labels: torch.Tensor, samples: int = 16, seed: int = 0) -> dict:
+    """
+    What the size loss sees on logits (N, 1, H, W): test means of the target size s, of the predicted size g(ŷ),
+    ŷ = [a > 0], and of E_Y[g(Y)] over ``samples`` draws of the stochastic binarisation with τ = 1 (eqs. 8–11),
+    and the median logit of the predicted background and foreground pixels.
+    """
+    from weakseg.transforms import object_size
+
+    gen = torch.Generator().manual_seed(seed)
+    a = logits[:, 0].float()
+    p = torch.sigmoid(a)
+    g_y = torch.stack([object_size(torch.rand(p.shape, generator=gen) < p).double() for _ in range(samples)]).mean(0)
+    fg = a > 0
+    return dict(
+        size_target=float(object_size(labels[:, 0] > 0).double().mean()),
+        size_pred=float(object_size(fg).double().mean()),
+        size_sampled=float(g_y.mean()),
+        logit_bg=float(a[~fg].median()) if (~fg).any() else float("nan"),
+        logit_fg=float(a[fg].median()) if fg.any() else float("nan"),
+    )
 
 
 def breakdown(preds: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -107,6 +141,9 @@ def main() -> None:
     ap.add_argument("--noise_scale", type=float, default=1.0, help="logistic noise scale τ of the size loss (paper: 1)")
     ap.add_argument("--supervised_weight", type=float, default=0.0,
                     help="weight of BCE on the m annotated slices during size fine-tuning (paper: 0, sizes only)")
+    ap.add_argument("--network", default="unet", choices=sorted(NETWORKS),
+                    help="unet: the bundle's MONAI UNet (its last layers instance-normalise the one output channel); "
+                         "basicunet: MONAI BasicUNet, whose logits come from a plain 1x1 convolution")
     ap.add_argument("--n_study", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--n_study_epochs", type=int, default=3)
     ap.add_argument("--output", default=str(REPO / "benchmarks" / "output" / "size"))
@@ -118,15 +155,16 @@ def main() -> None:
                     help="no training: table and plot from these result files (--out_json files or JSON lines of rows)")
     args = ap.parse_args()
     if args.report_only:
-        # one row per (m, seed, τ, λ): a later file replaces an earlier row of the same run
-        rows = {(r["m"], r["seed"], r.get("noise_scale", 1.0), r.get("supervised_weight", 0.0)): r
+        # one row per (m, seed, τ, λ, network): a later file replaces an earlier row of the same run
+        rows = {(r["m"], r["seed"], r.get("noise_scale", 1.0), r.get("supervised_weight", 0.0), r.get("network", "unet")): r
                 for f in args.report_only for r in load_rows(f)}
-        results = [r for k, r in rows.items() if k[2:] == (args.noise_scale, args.supervised_weight)]
+        results = [r for k, r in rows.items() if k[2:] == (args.noise_scale, args.supervised_weight, args.network)]
         emit(report(results, [], args, 0.0, from_files=args.report_only), args.out_md)
         plot(results, [], args.out_png)
         return
 
-    base = dict(bundle_root=args.output, dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False)
+    base = dict(bundle_root=args.output, dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False,
+                **NETWORKS[args.network])
     out_dir = Path(args.output) / "output"
     results = []
     if args.extra_results:
@@ -159,7 +197,8 @@ def main() -> None:
             t_size = time.time() - t0
             post = score(["train.json", "train_size.json"], size_ckpt, **sel)
             row = dict(m=m_arg, seed=seed, n_annotated=n_train, pre=pre, size=post, t_pre=t_pre, t_size=t_size,
-                       noise_scale=args.noise_scale, supervised_weight=args.supervised_weight, size_lr=args.size_lr)
+                       noise_scale=args.noise_scale, supervised_weight=args.supervised_weight, size_lr=args.size_lr,
+                       network=args.network)
             print(json.dumps(row), flush=True)
             results.append(row)
 
@@ -250,6 +289,24 @@ def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
                 f"{a['fp']:.0f} → {b['fp']:.0f} | {a['far_fp']:.0f} → {b['far_fp']:.0f} | {a['fn']:.0f} → {b['fn']:.0f} | "
                 f"{a['components']:.1f} → {b['components']:.1f} ({a['components_gt']:.1f}) | "
                 f"{a['size_above']:.2f} / {a['size_below']:.2f} → {b['size_above']:.2f} / {b['size_below']:.2f} |"
+            )
+    rows = [r for r in results if "size_sampled" in r["pre"]]
+    if rows:
+        lines += [
+            "",
+            "What the size loss sees (test means, pre-trained → after size fine-tuning): target size s, predicted size "
+            "g(ŷ), the mean size E_Y[g(Y)] of 16 stochastic binarisations (τ = 1), median logit of predicted "
+            "background / foreground pixels:",
+            "",
+            "| network | m | seed | s | g(ŷ) | E_Y[g(Y)] | median logit background / foreground |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            a, b = r["pre"], r["size"]
+            lines.append(
+                f"| {r.get('network', 'unet')} | {r['m']} | {r['seed']} | {a['size_target']:.2f} | "
+                f"{a['size_pred']:.2f} → {b['size_pred']:.2f} | {a['size_sampled']:.2f} → {b['size_sampled']:.2f} | "
+                f"{a['logit_bg']:.2f} / {a['logit_fg']:.2f} → {b['logit_bg']:.2f} / {b['logit_fg']:.2f} |"
             )
     if n_rows:
         lines += [
