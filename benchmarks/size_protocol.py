@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--size_epochs", type=int, default=8)
     ap.add_argument("--size_lr", type=float, default=1e-4)
     ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument("--size_epoch_length", type=int, default=None,
+                    help="fine-tuning iterations between validations (default: one pass over the training slices)")
     ap.add_argument("--noise_scale", type=float, default=1.0, help="logistic noise scale τ of the size loss (paper: 1)")
     ap.add_argument("--supervised_weight", type=float, default=0.0,
                     help="weight of BCE on the m annotated slices during size fine-tuning (paper: 0, sizes only)")
@@ -169,6 +171,7 @@ def main() -> None:
     results = []
     if args.extra_results:
         results = [json.loads(line) for line in Path(args.extra_results).read_text().splitlines() if line.strip()]
+    epoch_length = {"train#trainer#epoch_length": args.size_epoch_length} if args.size_epoch_length else {}
     t_start = time.time()
     for seed in args.seeds:
         for m_arg in args.ms:
@@ -193,12 +196,12 @@ def main() -> None:
             if not (args.reuse and size_ckpt.exists()):
                 run_bundle(["train.json", "train_size.json"], max_epochs=args.size_epochs, learning_rate=args.size_lr,
                            early_stop_patience=args.patience, num_samples=1, noise_scale=args.noise_scale,
-                           supervised_weight=args.supervised_weight, **sel)
+                           supervised_weight=args.supervised_weight, **sel, **epoch_length)
             t_size = time.time() - t0
             post = score(["train.json", "train_size.json"], size_ckpt, **sel)
             row = dict(m=m_arg, seed=seed, n_annotated=n_train, pre=pre, size=post, t_pre=t_pre, t_size=t_size,
                        noise_scale=args.noise_scale, supervised_weight=args.supervised_weight, size_lr=args.size_lr,
-                       network=args.network)
+                       network=args.network, size_epoch_length=args.size_epoch_length)
             print(json.dumps(row), flush=True)
             results.append(row)
 
@@ -247,8 +250,9 @@ def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
     else:
         lines = [
             f"Pre-training: {args.pretrain_iters} iterations of batch 64 (BCE, flips) on m annotated slices; size "
-            f"fine-tuning: Adam {args.size_lr}, n = 1, no augmentation, at most {args.size_epochs} epochs, early stop "
-            f"on validation E (patience {args.patience}). Test: 42 held-out volumes (851 slices). Seeds "
+            f"fine-tuning: Adam {args.size_lr}, n = 1, no augmentation, at most {args.size_epochs} epochs"
+            + (f" of {args.size_epoch_length} iterations" if args.size_epoch_length else "")
+            + f", early stop on validation E (patience {args.patience}). Test: 42 held-out volumes (851 slices). Seeds "
             f"{args.seeds}; total {total_s / 60:.0f} min.",
             f"Machine: {machine_line(device)}",
         ]
