@@ -53,9 +53,10 @@ def run_bundle(configs: list[str], **overrides) -> None:
 def score(configs: list[str], ckpt: Path, **overrides) -> dict:
     parser = load_bundle_parser(*configs, **overrides)
     net = trained_network(parser, ckpt).eval()
+    device = next(net.parameters()).device
     imgs, labels = split_tensors(parser, "test")
     with torch.no_grad():
-        logits = torch.cat([net(imgs[i : i + 512]) for i in range(0, len(imgs), 512)])
+        logits = torch.cat([net(imgs[i : i + 512].to(device)).cpu() for i in range(0, len(imgs), 512)])
     preds = logits > 0
     return dict(slice_scores(preds, labels), **breakdown(preds, labels), **sampled_sizes(logits, labels))
 
