@@ -22,6 +22,12 @@ __all__ = ["multilabel_targets", "MultiLabelDeepSupervisionLoss", "ConsistencyLo
 TARGET_MODES = ("max", "nearest")
 
 
+def _check_target_mode(mode: str, name: str) -> str:
+    if mode not in TARGET_MODES:
+        raise ValueError(f"{name} must be one of {TARGET_MODES}, got {mode!r}")
+    return mode
+
+
 def _pool(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return (F.adaptive_max_pool2d if x.ndim == 4 else F.adaptive_max_pool3d)(x, tuple(size))
 
@@ -32,8 +38,7 @@ def multilabel_targets(target: torch.Tensor, sizes: Sequence[Sequence[int]], num
     of ``sizes`` → list of float (B, num_classes, *size): ``mode="max"`` max-pools (multi-label cells),
     ``"nearest"`` samples the nearest pixel (``nearest-exact``, as MONAI's ``DeepSupervisionLoss`` does: one class
     per cell)."""
-    if mode not in TARGET_MODES:
-        raise ValueError(f"target mode must be one of {TARGET_MODES}, got {mode!r}")
+    _check_target_mode(mode, "mode")
     if target.ndim not in (4, 5) or target.shape[1] != 1:
         raise ValueError(f"target must be a (B, 1, H, W[, D]) label map, got shape {tuple(target.shape)}")
     lab = target.round().long()
@@ -82,9 +87,7 @@ class MultiLabelDeepSupervisionLoss(_Loss):
                  ignore_value: float = -1, consistency_weight: float = 1.0, box_min_level: int = 0,
                  target_mode: str = "max") -> None:
         super().__init__()
-        if target_mode not in TARGET_MODES:
-            raise ValueError(f"target_mode must be one of {TARGET_MODES}, got {target_mode!r}")
-        self.target_mode = target_mode
+        self.target_mode = _check_target_mode(target_mode, "target_mode")
         if int(box_min_level) != box_min_level or box_min_level < 0:
             raise ValueError(f"box_min_level must be an integer >= 0, got {box_min_level!r}")
         self.box_min_level = int(box_min_level)
