@@ -125,13 +125,20 @@ def split_tensors(parser, split: str = "test") -> tuple[torch.Tensor, torch.Tens
 
 
 @torch.no_grad()
-def predict_split(network, parser, split: str = "test", batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Binary predictions ``network(x) > 0`` (N, 1, H, W) on the ``split`` slices, and their labels (on the CPU)."""
+def split_logits(network, parser, split: str = "test", batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``network(x)`` (N, 1, H, W) of the ``split`` slices, run in batches on the network's device, and their
+    labels (both on the CPU)."""
     device = next(network.parameters()).device
     imgs, labels = split_tensors(parser, split)
     network.eval()
-    preds = torch.cat([(network(imgs[i : i + batch_size].to(device)) > 0).cpu() for i in range(0, len(imgs), batch_size)])
-    return preds, labels
+    logits = torch.cat([network(imgs[i : i + batch_size].to(device)).cpu() for i in range(0, len(imgs), batch_size)])
+    return logits, labels
+
+
+def predict_split(network, parser, split: str = "test", batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary predictions ``network(x) > 0`` (N, 1, H, W) on the ``split`` slices, and their labels (on the CPU)."""
+    logits, labels = split_logits(network, parser, split, batch_size)
+    return logits > 0, labels
 
 
 def slice_scores(preds: torch.Tensor, labels: torch.Tensor) -> dict:

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line, slice_scores, split_tensors, trained_network,
+    CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line, slice_scores, split_logits, trained_network,
 )
 
 
@@ -52,13 +52,10 @@ def run_bundle(configs: list[str], **overrides) -> None:
 
 def score(configs: list[str], ckpt: Path, **overrides) -> dict:
     parser = load_bundle_parser(*configs, **overrides)
-    net = trained_network(parser, ckpt).eval()
-    device = next(net.parameters()).device
-    imgs, labels = split_tensors(parser, "test")
-    with torch.no_grad():
-        logits = torch.cat([net(imgs[i : i + 512].to(device)).cpu() for i in range(0, len(imgs), 512)])
+    logits, labels = split_logits(trained_network(parser, ckpt), parser, "test")
     preds = logits > 0
-    return dict(slice_scores(preds, labels), **breakdown(preds, labels), **sampled_sizes(logits, labels))
+    return dict(slice_scores(preds, labels), **breakdown(preds, labels), **sampled_sizes(logits, labels),
+                n_test_slices=len(labels))
 
 
 def sampled_sizes(logits: torch.Tensor, labels: torch.Tensor, samples: int = 16, seed: int = 0) -> dict:
@@ -243,6 +240,12 @@ def m_order(results) -> list[str]:
     return sorted(dict.fromkeys(r["m"] for r in results), key=lambda m: float("inf") if m == "all" else int(m))
 
 
+def test_slices(results) -> str:
+    """The held-out slice counts of the rows' seeds (each seed draws its own volume split)."""
+    counts = {r["seed"]: r["pre"]["n_test_slices"] for r in results if "n_test_slices" in r.get("pre", {})}
+    return ", ".join(f"{n} (seed {s})" for s, n in sorted(counts.items())) or "not recorded"
+
+
 def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if from_files:
@@ -253,8 +256,8 @@ def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
             f"Pre-training: {args.pretrain_iters} iterations of batch 64 (BCE, flips) on m annotated slices; size "
             f"fine-tuning: Adam {args.size_lr}, n = 1, no augmentation, at most {args.size_epochs} epochs"
             + (f" of {args.size_epoch_length} iterations" if args.size_epoch_length else "")
-            + f", early stop on validation E (patience {args.patience}). Test: 42 held-out volumes (851 slices). Seeds "
-            f"{args.seeds}; total {total_s / 60:.0f} min.",
+            + f", early stop on validation E (patience {args.patience}). Test slices per seed: "
+            f"{test_slices(results)}. Seeds {args.seeds}; total {total_s / 60:.0f} min.",
             f"Machine: {machine_line(device)}",
         ]
     lines += [

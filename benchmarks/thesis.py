@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line, split_tensors, trained_network  # noqa: E402
+from common import CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line, split_logits, trained_network  # noqa: E402
 
 from weakseg.metrics import average_hausdorff_distance, slice_overlap_scores  # noqa: E402
 
@@ -78,11 +78,9 @@ def overrides(args, net, loss, loss2, sched, seed, root: Path, epochs: int, val_
 def score(parser, ckpt: Path) -> dict:
     from monai.metrics import compute_average_precision, compute_roc_auc
 
-    net = trained_network(parser, ckpt).eval()
-    device = next(net.parameters()).device
-    imgs, labels = split_tensors(parser, "test")
+    logits, labels = split_logits(trained_network(parser, ckpt), parser, "test", batch_size=64)
     labels = labels.float()
-    probs = torch.cat([torch.sigmoid(net(imgs[i : i + 64].to(device))).cpu() for i in range(0, len(imgs), 64)])
+    probs = torch.sigmoid(logits)
     pred = (probs > 0.5).float()
     g = labels > 0
     p = pred > 0
@@ -96,7 +94,7 @@ def score(parser, ckpt: Path) -> dict:
         ba=ba, auc=float(compute_roc_auc(flat_p, flat_y)), ap=float(compute_average_precision(flat_p, flat_y)),
         dice=overlap["mean_slice_dice"], jaccard=overlap["mean_slice_iou"],
         mahd=float(mahd[defined].mean()) if defined.any() else float("nan"),
-        mahd_undefined=int((~defined).sum()), num_test=len(imgs),
+        mahd_undefined=int((~defined).sum()), num_test=len(labels),
     )
 
 
