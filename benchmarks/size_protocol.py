@@ -9,6 +9,9 @@ Also the n study (Fig. 5/6): fine-tuning epochs with n = 1, 2, 4, 8 samples per 
 
     python benchmarks/size_protocol.py --ms 64 256 1024 all --seeds 0 --pretrain_iters 400
 
+``--size_method matched`` fine-tunes with size-matched masks instead of the paper's estimator (bundle override
+``train_size_matched.json``, :py:class:`weakseg.losses.SizeMatchedMaskLoss`), from the same pre-trained checkpoints.
+
 Writes a markdown table (--out_md), a PNG plot (--out_png) and logs the plot to MLflow (experiment
 weakseg_hippocampus, run "size_protocol_summary").
 """
@@ -144,6 +147,9 @@ def main() -> None:
     ap.add_argument("--network", default="unet", choices=sorted(NETWORKS),
                     help="unet: the bundle's MONAI UNet (its last layers instance-normalise the one output channel); "
                          "basicunet: MONAI BasicUNet, whose logits come from a plain 1x1 convolution")
+    ap.add_argument("--size_method", default="sampled", choices=["sampled", "matched"],
+                    help="sampled: the paper's sampled-gradient size loss (train_size.json); matched: BCE to the "
+                         "size-matched superlevel set of a per-epoch snapshot (train_size_matched.json)")
     ap.add_argument("--n_study", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--n_study_epochs", type=int, default=3)
     ap.add_argument("--output", default=str(REPO / "benchmarks" / "output" / "size"))
@@ -156,9 +162,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.report_only:
         # one row per (m, seed, τ, λ, network): a later file replaces an earlier row of the same run
-        rows = {(r["m"], r["seed"], r.get("noise_scale", 1.0), r.get("supervised_weight", 0.0), r.get("network", "unet")): r
+        rows = {(r["m"], r["seed"], r.get("noise_scale", 1.0), r.get("supervised_weight", 0.0), r.get("network", "unet"),
+                 r.get("size_method", "sampled")): r
                 for f in args.report_only for r in load_rows(f)}
-        results = [r for k, r in rows.items() if k[2:] == (args.noise_scale, args.supervised_weight, args.network)]
+        results = [r for k, r in rows.items()
+                   if k[2:] == (args.noise_scale, args.supervised_weight, args.network, args.size_method)]
         emit(report(results, [], args, 0.0, from_files=args.report_only), args.out_md)
         plot(results, [], args.out_png)
         return
@@ -186,20 +194,25 @@ def main() -> None:
                 run_bundle(["train.json", "pretrain.json"], max_epochs=epochs, **sel)
             t_pre = time.time() - t0
             pre = score(["train.json", "pretrain.json"], pre_ckpt, **sel)
-            # run directory named as train_size.json's "method"
-            suffix = "" if args.noise_scale == 1 else f"_t{args.noise_scale:g}"
-            suffix += f"_sw{args.supervised_weight:g}" if args.supervised_weight > 0 else ""
-            size_ckpt = out_dir / f"size_m{m_arg}_s{seed}_n1{suffix}" / "models" / "model.pt"
+            # run directory named as the size config's "method"
+            if args.size_method == "matched":
+                size_configs = ["train.json", "train_size.json", "train_size_matched.json"]
+                size_ckpt = out_dir / f"size_matched_m{m_arg}_s{seed}" / "models" / "model.pt"
+            else:
+                size_configs = ["train.json", "train_size.json"]
+                suffix = "" if args.noise_scale == 1 else f"_t{args.noise_scale:g}"
+                suffix += f"_sw{args.supervised_weight:g}" if args.supervised_weight > 0 else ""
+                size_ckpt = out_dir / f"size_m{m_arg}_s{seed}_n1{suffix}" / "models" / "model.pt"
             t0 = time.time()
             if not (args.reuse and size_ckpt.exists()):
-                run_bundle(["train.json", "train_size.json"], max_epochs=args.size_epochs, learning_rate=args.size_lr,
+                run_bundle(size_configs, max_epochs=args.size_epochs, learning_rate=args.size_lr,
                            early_stop_patience=args.patience, num_samples=1, noise_scale=args.noise_scale,
                            supervised_weight=args.supervised_weight, **sel, **epoch_length)
             t_size = time.time() - t0
-            post = score(["train.json", "train_size.json"], size_ckpt, **sel)
+            post = score(size_configs, size_ckpt, **sel)
             row = dict(m=m_arg, seed=seed, n_annotated=n_train, pre=pre, size=post, t_pre=t_pre, t_size=t_size,
                        noise_scale=args.noise_scale, supervised_weight=args.supervised_weight, size_lr=args.size_lr,
-                       network=args.network, size_epoch_length=args.size_epoch_length)
+                       network=args.network, size_epoch_length=args.size_epoch_length, size_method=args.size_method)
             print(json.dumps(row), flush=True)
             results.append(row)
 
@@ -254,7 +267,9 @@ def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
     else:
         lines = [
             f"Pre-training: {args.pretrain_iters} iterations of batch 64 (BCE, flips) on m annotated slices; size "
-            f"fine-tuning: Adam {args.size_lr}, n = 1, no augmentation, at most {args.size_epochs} epochs"
+            + ("fine-tuning with size-matched masks of a per-epoch snapshot (BCE, flips)"
+               if args.size_method == "matched" else "fine-tuning: n = 1, no augmentation")
+            + f": Adam {args.size_lr}, at most {args.size_epochs} epochs"
             + (f" of {args.size_epoch_length} iterations" if args.size_epoch_length else "")
             + f", early stop on validation E (patience {args.patience}). Test slices per seed: "
             f"{test_slices(results)}. Seeds {args.seeds}; total {total_s / 60:.0f} min.",

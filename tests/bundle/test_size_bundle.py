@@ -44,6 +44,17 @@ def test_pretrain_then_size_finetune(tmp_path, hippo_dir):
     assert run.info.status == "FINISHED" and run.data.params["supervised_weight"] == "0.5"
     assert torch.load(tmp_path / "output" / "size_m32_s1_n1_sw0.5" / "models" / "model.pt", weights_only=True)
 
+    # size-matched masks of a per-epoch snapshot instead of the paper's estimator, from the same checkpoint
+    matched = run_bundle(tmp_path, *common, "--max_epochs", "2",
+                         config=("train.json", "train_size.json", "train_size_matched.json"))
+    assert matched.returncode == 0, matched.stdout[-3000:] + matched.stderr[-3000:]
+    client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
+    run = next(r for r in runs if r.data.tags["method"] == "size_matched_m32_s1")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["loss._target_"] == "weakseg.losses.SizeMatchedMaskLoss"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_size_error")) == [0, 1, 2]
+    assert torch.load(tmp_path / "output" / "size_matched_m32_s1" / "models" / "model.pt", weights_only=True)
+
 
 def test_size_stage_training_items_hold_sizes_not_masks(hippo_dir):
     from monai.bundle import ConfigParser

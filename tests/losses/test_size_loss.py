@@ -218,3 +218,116 @@ class TestSizeAndMaskLoss:
             loss(x, (sizes, masks, ann[:3]))
         with pytest.raises(ValueError, match="supervised_weight"):
             SizeAndMaskLoss(SizeLoss(), -1.0)
+
+
+def matched_by_enumeration(a: torch.Tensor, s: float, border_is_background: bool) -> torch.Tensor:
+    """Every mask of the k highest logits (k = 0 … H·W, stable rank order), scored by ((s − g)², |k − k0|)."""
+    h, w = a.shape
+    order = torch.argsort(a.flatten(), descending=True, stable=True)
+    k0 = int((a > 0).sum())
+    best = None
+    for k in range(h * w + 1):
+        m = torch.zeros(h * w, dtype=torch.bool)
+        m[order[:k]] = True
+        g = int(object_size(m.view(h, w), border_is_background))
+        g = 10**9 if g < 0 else g  # no background (outside ignored): larger than any size
+        key = ((s - g) ** 2, abs(k - k0))
+        if best is None or key < best[0]:
+            best = (key, m.view(h, w))
+    return best[1]
+
+
+class TestSizeMatchedMask:
+    @parameterized.expand([(True, False), (False, False), (True, True), (False, True)])
+    def test_matches_enumeration(self, border, ties):
+        from weakseg.losses import size_matched_mask
+
+        g = torch.Generator().manual_seed(int(border) + 2 * int(ties))
+        checked = 0
+        for _ in range(60):
+            h, w = (int(v) for v in torch.randint(1, 9, (2,), generator=g))
+            a = torch.randn(5, h, w, generator=g) * 2 + torch.randn(5, 1, 1, generator=g)
+            if ties:
+                a = a.round()
+            s = torch.randint(0, 10, (5,), generator=g).double()
+            got = size_matched_mask(a, s, border)
+            for i in range(5):
+                assert torch.equal(got[i], matched_by_enumeration(a[i], float(s[i]), border)), (a[i], s[i])
+                checked += 1
+        assert checked == 300
+
+    def test_hand_worked(self):
+        from weakseg.losses import size_matched_mask
+
+        # a 7x7 "pyramid": logit = 3 - Chebyshev distance from the centre; a > 0 is the 5x5 square (size 6)
+        r = torch.arange(7)
+        a = 3.0 - torch.maximum((r[:, None] - 3).abs(), (r[None, :] - 3).abs()).float()
+        pred = a > 0
+        # target 6: the prediction itself
+        m = size_matched_mask(a[None, None], torch.tensor([6.0]))
+        assert m.shape == (1, 1, 7, 7) and torch.equal(m[0, 0], pred)
+        # target 4: dropping one pixel of the outer ring puts background 2 px from the centre. The ring's logits
+        # tie, and the last of them in rank (raster) order goes: (5, 5)
+        expected = pred.clone()
+        expected[5, 5] = False
+        assert torch.equal(size_matched_mask(a[None], torch.tensor([4.0]))[0], expected)
+        # target 2: the 3x3 core has size 4, so keep the centre and all of its ring but the last pixel, (4, 4)
+        expected = a > 1
+        expected[4, 4] = False
+        assert torch.equal(size_matched_mask(a[None], torch.tensor([2.0]))[0], expected)
+        # target 0: empty; target 8 (7x7 full has size 8 with the border as background): everything
+        assert not size_matched_mask(a[None], torch.tensor([0.0])).any()
+        assert size_matched_mask(a[None], torch.tensor([8.0])).all()
+        # target 5 lies between 4 and 6 (both 1 away): the tie goes to the fewer changed pixels, i.e. ŷ itself
+        assert torch.equal(size_matched_mask(a[None], torch.tensor([5.0]))[0], pred)
+
+    def test_bad_input(self):
+        from weakseg.losses import size_matched_mask
+
+        a = torch.randn(2, 1, 5, 5)
+        with pytest.raises(ValueError, match="got 3 sizes for 2 masks"):
+            size_matched_mask(a, torch.tensor([1.0, 2.0, 3.0]))
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            size_matched_mask(a, torch.tensor([1.0, float("nan")]))
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            size_matched_mask(a, torch.tensor([-2.0, 2.0]))
+        with pytest.raises(ValueError, match=r"\(B, 1, H, W\) or \(B, H, W\)"):
+            size_matched_mask(torch.randn(2, 2, 5, 5), torch.tensor([1.0, 2.0]))
+
+
+class TestSizeMatchedMaskLoss:
+    def test_value_and_gradient(self):
+        from weakseg.losses import SizeMatchedMaskLoss, size_matched_mask
+
+        g = torch.Generator().manual_seed(3)
+        x = (torch.randn(4, 1, 9, 7, generator=g, dtype=torch.float64) * 2).requires_grad_()
+        ref = torch.randn(4, 1, 9, 7, generator=g, dtype=torch.float64)
+        sizes = torch.tensor([[2.0], [4.0], [0.0], [6.0]], dtype=torch.float64)
+        for reference in (None, ref):
+            target = sizes if reference is None else (sizes, reference)
+            m = size_matched_mask(x.detach() if reference is None else reference, sizes.flatten())
+            loss = SizeMatchedMaskLoss()(x, target)
+            expected = torch.nn.functional.binary_cross_entropy_with_logits(x, m.double())
+            torch.testing.assert_close(loss, expected)
+            (gx,) = torch.autograd.grad(loss, x)
+            torch.testing.assert_close(gx, (torch.sigmoid(x) - m.double()).detach() / x.numel())
+        per = SizeMatchedMaskLoss(reduction="none")(x, (sizes, ref))
+        assert per.shape == (4,)
+        torch.testing.assert_close(SizeMatchedMaskLoss(reduction="sum")(x, (sizes, ref)), per.sum())
+
+    def test_bad_input(self):
+        from weakseg.losses import SizeMatchedMaskLoss
+
+        x, loss = torch.randn(2, 1, 6, 6), SizeMatchedMaskLoss()
+        with pytest.raises(ValueError, match="got 1 size targets for a batch of 2"):
+            loss(x, torch.tensor([2.0]))
+        with pytest.raises(ValueError, match="reference logits"):
+            loss(x, (torch.tensor([2.0, 2.0]), torch.randn(2, 1, 5, 6)))
+        with pytest.raises(ValueError, match=r"sizes or a pair"):
+            loss(x, (torch.tensor([2.0, 2.0]), x, x))
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            loss(x, torch.tensor([2.0, float("inf")]))
+        with pytest.raises(ValueError, match=r"logits \(B, 1, H, W\)"):
+            loss(torch.randn(2, 2, 6, 6), torch.tensor([2.0, 2.0]))
+        with pytest.raises(ValueError, match="reduction"):
+            SizeMatchedMaskLoss(reduction="max")

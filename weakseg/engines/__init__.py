@@ -1,4 +1,4 @@
-from weakseg.engines.mean_teacher import MeanTeacherHandler, WeakLabelBatch, ema_update
+from weakseg.engines.mean_teacher import MeanTeacherHandler, TeacherBatch, WeakLabelBatch, ema_update
 from weakseg.engines.augment import RandFlipBatch
 from weakseg.engines.edpcnn import (
     CentreBatch,
@@ -33,6 +33,7 @@ from weakseg.engines.visual import (
 
 __all__ = [
     "MeanTeacherHandler",
+    "TeacherBatch",
     "WeakLabelBatch",
     "ema_update",
 

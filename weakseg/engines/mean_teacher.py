@@ -14,7 +14,7 @@ from ignite.engine import Engine, Events
 
 from weakseg.engines.utils import unwrap_parallel
 
-__all__ = ["MeanTeacherHandler", "WeakLabelBatch", "ema_update"]
+__all__ = ["MeanTeacherHandler", "TeacherBatch", "WeakLabelBatch", "ema_update"]
 
 
 @torch.no_grad()
@@ -36,15 +36,22 @@ class MeanTeacherHandler:
     config switch). A (Distributed)DataParallel student is followed through its module, so the teacher is a plain
     network (identical on every rank, since DDP keeps the students identical).
 
+    ``event="epoch"`` takes the EMA step at the start of every epoch instead; with ``alpha=0`` the teacher is then
+    an exact copy of the student as it was when the epoch began (a per-epoch snapshot, e.g. the reference of
+    :py:class:`weakseg.losses.SizeMatchedMaskLoss`).
+
     Raises:
-        ValueError: ``alpha`` outside [0, 1).
+        ValueError: ``alpha`` outside [0, 1), or ``event`` not "iteration" / "epoch".
     """
 
     def __init__(self, student: torch.nn.Module, alpha: float = 0.99, teacher: torch.nn.Module | None = None,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, event: str = "iteration") -> None:
         self.enabled = bool(enabled)
         if not 0.0 <= float(alpha) < 1.0:
             raise ValueError(f"mean-teacher alpha must be in [0, 1), got {alpha}")
+        if event not in ("iteration", "epoch"):
+            raise ValueError(f"mean-teacher event must be 'iteration' or 'epoch', got {event!r}")
+        self.event = event
         # a (Distributed)DataParallel student: the EMA follows its module and the teacher is a plain copy of it
         student = unwrap_parallel(student)
         self.student, self.alpha = student, float(alpha)
@@ -54,7 +61,8 @@ class MeanTeacherHandler:
 
     def attach(self, engine: Engine) -> None:
         if self.enabled:
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+            engine.add_event_handler(Events.ITERATION_COMPLETED if self.event == "iteration" else Events.EPOCH_STARTED,
+                                     self)
 
     def __call__(self, engine: Engine | None = None) -> None:
         ema_update(self.teacher, self.student, self.alpha)
@@ -92,3 +100,33 @@ class WeakLabelBatch:
             self.teacher.train(was)
             target["teacher"] = out[0] if isinstance(out, (list, tuple)) else out
         return image, target
+
+
+class TeacherBatch:
+    """``prepare_batch`` for MONAI's ``SupervisedTrainer``: returns ``(image, (target, teacher_logits))`` with the
+    target taken from ``target_key`` (e.g. ``"size"``, for :py:class:`weakseg.losses.SizeMatchedMaskLoss`) and
+    the ``teacher``'s logits on the same images (eval mode, no gradient). Random flips of the images
+    (``flip``, the :class:`weakseg.engines.RandFlipBatch` arguments) are applied before the teacher sees them, so
+    student and teacher see the same pixels. A batch without a key raises ``KeyError`` naming it."""
+
+    def __init__(self, teacher: torch.nn.Module, image_key: str = "image", target_key: str = "size",
+                 flip: dict | None = None) -> None:
+        from weakseg.engines.augment import RandFlipBatch
+
+        self.teacher, self.image_key, self.target_key = teacher, image_key, target_key
+        self.flipper = RandFlipBatch(**flip) if flip else None
+
+    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
+        for k in (self.image_key, self.target_key):
+            if k not in batchdata:
+                raise KeyError(f"batch has no '{k}' (keys: {sorted(batchdata)}); every item needs '{k}'.")
+        image = torch.as_tensor(batchdata[self.image_key]).to(device=device, non_blocking=non_blocking)
+        target = torch.as_tensor(batchdata[self.target_key]).to(device=device, non_blocking=non_blocking)
+        if self.flipper is not None:
+            (image,) = self.flipper.flip(image)
+        was = self.teacher.training
+        self.teacher.eval()
+        with torch.no_grad():
+            out = self.teacher(image)
+        self.teacher.train(was)
+        return image, (target, out[0] if isinstance(out, (list, tuple)) else out)

@@ -6,8 +6,10 @@ from weakseg.losses.size import (
     SampledGradientLoss,
     SizeAndMaskLoss,
     SizeLoss,
+    SizeMatchedMaskLoss,
     flip_gradient_estimate,
     size_flip_objective,
+    size_matched_mask,
     size_objective,
 )
 from weakseg.losses.tversky import FocalTverskyLoss
@@ -27,9 +29,11 @@ __all__ = [
     "SampledGradientLoss",
     "SizeAndMaskLoss",
     "SizeLoss",
+    "SizeMatchedMaskLoss",
     "flip_gradient_estimate",
     "lovasz_grad",
     "make_loss",
     "size_flip_objective",
+    "size_matched_mask",
     "size_objective",
 ]

@@ -32,6 +32,8 @@ __all__ = [
     "SizeLoss",
     "size_objective",
     "size_flip_objective",
+    "size_matched_mask",
+    "SizeMatchedMaskLoss",
 ]
 
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -301,3 +303,141 @@ class SizeAndMaskLoss(_Loss):
             # mean over the annotated images; 0 (with a graph) when the batch has none
             loss = loss + self.supervised_weight * (per_image * ann).sum() / ann.sum().clamp(min=1)
         return loss
+
+
+def _size_of_top(rank: torch.Tensor, k: torch.Tensor, border_is_background: bool) -> torch.Tensor:
+    """g of the masks made of the ``k`` (N,) highest-ranked pixels; a mask without background (only possible
+    with ``border_is_background=False``) counts as larger than any finite size."""
+    g = object_size(rank < k[:, None, None], border_is_background)
+    return torch.where(g < 0, torch.iinfo(g.dtype).max, g)
+
+
+def _first_above(rank, value, border_is_background, strict: bool) -> torch.Tensor:
+    """Per mask, the smallest k in [0, P] with g(top k) > value (``strict``) or >= value, else P + 1.
+    g(top k) does not decrease with k (adding foreground never shortens a distance to the background), so a
+    bisection over k is exact."""
+    n = rank.shape[0]
+    p = rank.shape[1] * rank.shape[2]
+    lo = torch.zeros(n, dtype=torch.long, device=rank.device)
+    hi = torch.full((n,), p + 1, dtype=torch.long, device=rank.device)
+    while bool((lo < hi).any()):
+        mid = (lo + hi) // 2
+        g = _size_of_top(rank, mid.clamp(max=p), border_is_background)
+        hit = (g > value) if strict else (g >= value)
+        hit = hit & (mid <= p)
+        active = lo < hi
+        hi = torch.where(active & hit, mid, hi)
+        lo = torch.where(active & ~hit, mid + 1, lo)
+    return lo
+
+
+@torch.no_grad()
+def size_matched_mask(logits: torch.Tensor, sizes: torch.Tensor, border_is_background: bool = True) -> torch.Tensor:
+    """
+    The mask nearest to the prediction ŷ = [a > 0] among the superlevel sets of the logits whose object size
+    (eqs. 3–5) is closest to the target: for logits ``(B, 1, H, W)`` or ``(B, H, W)`` and sizes ``(B,)``,
+    returns bool masks of the logits' shape.
+
+    The candidates are the masks T_k of the k highest logits, k = 0 … H·W (ties in rank order), so T_{k0} = ŷ
+    with k0 = #{a > 0}. g(T_k) does not decrease with k. The result is T_k with k minimising (s − g(T_k))²
+    (eq. 7) and, among those, |k − k0| (the fewest pixels changed from ŷ). When ŷ already has the target size
+    it is returned unchanged; otherwise the prediction's weakest foreground pixels are dropped, or its strongest
+    background pixels added, in the network's own order, until the size matches. Exact: every k is reachable
+    and the four bisections over k rely only on the monotonicity of g.
+    """
+    if logits.ndim == 4:
+        if logits.shape[1] != 1:
+            raise ValueError(f"logits must be (B, 1, H, W) or (B, H, W), got shape {tuple(logits.shape)}")
+        return size_matched_mask(logits[:, 0], sizes, border_is_background)[:, None]
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be (B, 1, H, W) or (B, H, W), got shape {tuple(logits.shape)}")
+    n, h, w = logits.shape
+    s = torch.as_tensor(sizes, device=logits.device).reshape(-1).to(torch.float64)
+    if s.numel() != n:
+        raise ValueError(f"size_matched_mask: got {s.numel()} sizes for {n} masks; every mask needs one size")
+    if not bool((torch.isfinite(s) & (s >= 0)).all()):
+        raise ValueError(f"size_matched_mask: sizes must be finite and >= 0, got {s.tolist()}")
+    flat = logits.detach().reshape(n, -1)
+    order = torch.argsort(flat, dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(h * w, device=logits.device).expand(n, -1).contiguous())
+    rank = rank.view(n, h, w)
+    p = h * w
+    k0 = (flat > 0).sum(1)
+    # k_hi: the last k with g <= s (g(T_0) = 0 <= s, so it exists); its size v1 and the next size v2 > s
+    k_hi = _first_above(rank, s, border_is_background, strict=True) - 1
+    v1 = _size_of_top(rank, k_hi, border_is_background).to(torch.float64)
+    has_next = k_hi < p
+    v2 = _size_of_top(rank, (k_hi + 1).clamp(max=p), border_is_background).to(torch.float64)
+    lo1 = _first_above(rank, v1, border_is_background, strict=False)  # first k with g == v1
+    hi2 = _first_above(rank, v2, border_is_background, strict=True) - 1  # last k with g == v2
+    k1 = torch.minimum(torch.maximum(k0, lo1), k_hi)
+    k2 = torch.minimum(torch.maximum(k0, k_hi + 1), hi2)
+    e1, e2 = (s - v1) ** 2, torch.where(has_next, (s - v2) ** 2, torch.inf)
+    take2 = (e2 < e1) | ((e2 == e1) & ((k2 - k0).abs() < (k1 - k0).abs()))
+    k = torch.where(take2, k2, k1)
+    return rank < k[:, None, None]
+
+
+class SizeMatchedMaskLoss(_Loss):
+    """
+    Size fine-tuning by fitting the network to a prediction corrected to the target size. ``forward(input,
+    target)``: ``input`` logits ``a`` ``(B, 1, H, W)``; ``target`` either sizes ``s`` ``(B,)`` / ``(B, 1)``, or a
+    pair ``(s, r)`` with reference logits ``r`` ``(B, 1, H, W)``, e.g. a copy of the network frozen at the
+    start of the epoch (:py:class:`weakseg.engines.MeanTeacherHandler` with ``alpha=0, event="epoch"`` and
+    :py:class:`weakseg.engines.TeacherBatch`). The loss is ``mask_loss(a, m)`` (default BCE-with-logits,
+    eq. 6) against m = :func:`size_matched_mask` ``(r, s)`` (``r = a`` when no reference is given), the
+    superlevel set of ``r`` nearest to [r > 0] whose size g (eqs. 3–5) is closest to s. ``m`` is a constant:
+    no gradient flows through its choice.
+
+    This is not the paper's estimator (:py:class:`SizeLoss`) but uses the same supervision, one size per image.
+    Where the paper's gradient only reaches the few pixels whose flip changes g (so an oversized prediction
+    is cut through its thickest part), the matched mask moves the object's boundary in the network's own
+    confidence order: its weakest foreground pixels go first. It is a projection of ŷ onto the size
+    constraint within the logits' one-parameter family of thresholdings. Plain self-training (m = ŷ) drifts;
+    the size constraint is what anchors it. Matching against the network's own current logits (no reference)
+    drifts too; a reference refreshed once per epoch does not (see the size benchmark in
+    ``benchmarks/RESULTS.md``).
+
+    Args:
+        border_is_background: size rule, see :func:`weakseg.transforms.object_size`.
+        mask_loss: per-element loss ``(input, target) -> (B, 1, H, W)``; default
+            ``torch.nn.BCEWithLogitsLoss(reduction="none")``.
+        reduction: "mean" | "sum" | "none" over the batch of per-image mean losses.
+    """
+
+    def __init__(
+        self, border_is_background: bool = True, mask_loss: _Loss | None = None, reduction: str = "mean"
+    ) -> None:
+        super().__init__(reduction=reduction)
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.border_is_background = border_is_background
+        self.mask_loss = mask_loss if mask_loss is not None else torch.nn.BCEWithLogitsLoss(reduction="none")
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if input.ndim != 4 or input.shape[1] != 1:
+            raise ValueError(f"input must be logits (B, 1, H, W), got shape {tuple(input.shape)}")
+        reference = input
+        if isinstance(target, (tuple, list)):
+            if len(target) != 2:
+                raise ValueError("SizeMatchedMaskLoss: target must be sizes or a pair (sizes, reference logits).")
+            target, reference = target
+            if not isinstance(reference, torch.Tensor) or reference.shape != input.shape:
+                got = tuple(reference.shape) if isinstance(reference, torch.Tensor) else type(reference).__name__
+                raise ValueError(
+                    f"SizeMatchedMaskLoss: reference logits {got} do not match the logits {tuple(input.shape)}"
+                )
+        t = torch.as_tensor(target, device=input.device).reshape(-1)
+        if t.numel() != input.shape[0]:
+            raise ValueError(
+                f"SizeMatchedMaskLoss: got {t.numel()} size targets for a batch of {input.shape[0]} images; every "
+                "slice needs exactly one size (see SizeFromMaskd)."
+            )
+        m = size_matched_mask(reference.detach(), t, self.border_is_background)
+        per_image = self.mask_loss(input, m.to(input.dtype)).flatten(1).mean(1)
+        if self.reduction == "mean":
+            return per_image.mean()
+        if self.reduction == "sum":
+            return per_image.sum()
+        return per_image
