@@ -159,6 +159,8 @@ def main() -> None:
     ap.add_argument("--extra_results", default=None, help="JSON lines of rows from an earlier run to include")
     ap.add_argument("--report_only", nargs="+", default=None,
                     help="no training: table and plot from these result files (--out_json files or JSON lines of rows)")
+    ap.add_argument("--compare", nargs="+", default=None,
+                    help="with --report_only: also plot the fine-tuned IoU of the other --size_method from these files")
     args = ap.parse_args()
     if args.report_only:
         # one row per (m, seed, τ, λ, network): a later file replaces an earlier row of the same run
@@ -168,7 +170,12 @@ def main() -> None:
         results = [r for k, r in rows.items()
                    if k[2:] == (args.noise_scale, args.supervised_weight, args.network, args.size_method)]
         emit(report(results, [], args, 0.0, from_files=args.report_only), args.out_md)
-        plot(results, [], args.out_png)
+        other = "sampled" if args.size_method == "matched" else "matched"
+        compare = list({(r["m"], r["seed"]): r for f in (args.compare or []) for r in load_rows(f)  # later files win
+                        if (r.get("noise_scale", 1.0), r.get("supervised_weight", 0.0), r.get("network", "unet"),
+                            r.get("size_method", "sampled")) == (1.0, 0.0, args.network, other)}.values())
+        plot(results, [], args.out_png, label=METHOD_LABELS[args.size_method],
+             compare=(METHOD_LABELS[other], compare) if compare else None)
         return
 
     base = dict(bundle_root=args.output, dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False,
@@ -235,7 +242,7 @@ def main() -> None:
     if args.out_json:
         Path(args.out_json).write_text(json.dumps(dict(results=results, n_study=n_rows), indent=1))
     emit(report(results, n_rows, args, time.time() - t_start), args.out_md)
-    plot(results, n_rows, args.out_png)
+    plot(results, n_rows, args.out_png, label=METHOD_LABELS[args.size_method])
     log_summary(out_dir, args.out_png, args.out_md)
 
 
@@ -350,7 +357,12 @@ def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
     return lines
 
 
-def plot(results, n_rows, path) -> None:
+METHOD_LABELS = {"sampled": "+ size fine-tuning (paper: sampled gradient)", "matched": "+ size fine-tuning (size-matched masks)"}
+
+
+def plot(results, n_rows, path, label: str = "+ size fine-tuning", compare: tuple | None = None) -> None:
+    """IoU per m of the pre-trained and fine-tuned rows (mean ± std over seeds); ``compare`` = (label, rows) adds
+    the fine-tuned IoU of other rows at the same m."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -360,10 +372,14 @@ def plot(results, n_rows, path) -> None:
     ax = axes[0, 0]
     ms = m_order(results)
     x = np.arange(len(ms))
-    for key, label, marker in (("pre", "pre-trained (BCE on m masks)", "o"), ("size", "+ size fine-tuning", "s")):
-        mean = [np.mean([r[key]["mean_slice_iou"] for r in results if r["m"] == m]) for m in ms]
-        std = [np.std([r[key]["mean_slice_iou"] for r in results if r["m"] == m]) for m in ms]
-        ax.errorbar(x, mean, yerr=std, marker=marker, capsize=3, label=label)
+    curves = [(results, "pre", "pre-trained (BCE on m masks)", "o"), (results, "size", label, "s")]
+    if compare:
+        curves.append((compare[1], "size", compare[0], "^"))
+    for rows, key, name, marker in curves:
+        at = [i for i, m in enumerate(ms) if any(r["m"] == m for r in rows)]
+        mean = [np.mean([r[key]["mean_slice_iou"] for r in rows if r["m"] == ms[i]]) for i in at]
+        std = [np.std([r[key]["mean_slice_iou"] for r in rows if r["m"] == ms[i]]) for i in at]
+        ax.errorbar(x[at], mean, yerr=std, marker=marker, capsize=3, label=name)
     ax.set_xticks(x, [str(m) for m in ms])
     ax.set_xlabel("m (annotated slices)")
     ax.set_ylabel("test mean slice IoU")
