@@ -125,14 +125,19 @@ def split_tensors(parser, split: str = "test") -> tuple[torch.Tensor, torch.Tens
 
 
 @torch.no_grad()
-def split_logits(network, parser, split: str = "test", batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``network(x)`` (N, 1, H, W) of the ``split`` slices, run in batches on the network's device, and their
-    labels (both on the CPU)."""
+def batched_logits(network, imgs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Logits ``network(x)`` (N, 1, H, W) of images (N, C, H, W) in eval mode, run in batches on the network's
+    device, returned on the CPU."""
     device = next(network.parameters()).device
-    imgs, labels = split_tensors(parser, split)
     network.eval()
-    logits = torch.cat([network(imgs[i : i + batch_size].to(device)).cpu() for i in range(0, len(imgs), batch_size)])
-    return logits, labels
+    return torch.cat([network(imgs[i : i + batch_size].to(device)).cpu() for i in range(0, len(imgs), batch_size)])
+
+
+def split_logits(network, parser, split: str = "test", batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``network(x)`` (N, 1, H, W) of the ``split`` slices (:func:`batched_logits`) and their labels (both on
+    the CPU)."""
+    imgs, labels = split_tensors(parser, split)
+    return batched_logits(network, imgs, batch_size), labels
 
 
 def predict_split(network, parser, split: str = "test", batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,15 +22,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, bench_args, emit, load_bundle_parser, machine_line, slice_scores, split_tensors, trained_network  # noqa: E402
-
-
-@torch.no_grad()
-def logits_of(net, x, batch_size: int = 512) -> torch.Tensor:
-    net.eval()
-    out = torch.cat([net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-    net.train()
-    return out
+from common import (  # noqa: E402
+    REPO, batched_logits, bench_args, emit, load_bundle_parser, machine_line, slice_scores, split_tensors, trained_network,
+)
 
 
 def run(mode: str, seed: int, m: int, epochs: int, lr: float, batch_size: int, output: str, dataset_dir: str) -> dict:
@@ -52,7 +46,7 @@ def run(mode: str, seed: int, m: int, epochs: int, lr: float, batch_size: int, o
         out = {}
         for split in ("val", "test"):
             xs, ys = data[split]
-            sc = slice_scores(logits_of(net, xs) > 0, ys)
+            sc = slice_scores(batched_logits(net, xs) > 0, ys)
             out[split] = {"iou": sc["mean_slice_iou"], "E": sc["size_error"]}
         return out
 
@@ -60,8 +54,9 @@ def run(mode: str, seed: int, m: int, epochs: int, lr: float, batch_size: int, o
     for epoch in range(1, epochs + 1):
         t0 = time.time()
         if mode != "online":
-            a = logits_of(net, x)
+            a = batched_logits(net, x)
             targets = (a > 0) if mode == "self" else size_matched_mask(a, sizes)
+        net.train()
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
             idx = perm[i : i + batch_size]

@@ -9,6 +9,7 @@ from monai.networks.nets import UNet
 import weakseg
 from weakseg.engines import PrepareBatchKeys, load_pretrained
 from weakseg.losses import SizeLoss
+from weakseg.metrics import slice_overlap_scores
 from weakseg.transforms import SizeFromMaskd, object_size
 
 from ..conftest import CONFIGS
@@ -22,7 +23,10 @@ def size_error(net, imgs, sizes):
     return float(((g - sizes.double()) ** 2).mean())
 
 
-def test_size_stage_reduces_size_error_on_real_slices(hippo_dir):
+def oversegmenting_setup(hippo_dir):
+    """Real training slices of 6 hippocampus volumes: images, masks, sizes (``SizeFromMaskd``), a small UNet
+    pre-trained with BCE on masks dilated by 2 pixels (its objects are systematically too large) and a loader of
+    ``{"image", "size"}`` items."""
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "train.json"))
     parser["dataset_dir"] = str(hippo_dir)
@@ -36,7 +40,6 @@ def test_size_stage_reduces_size_error_on_real_slices(hippo_dir):
 
     torch.manual_seed(0)
     net = UNet(2, 1, 1, channels=(8, 16, 32), strides=(2, 2), num_res_units=1)
-    # pre-train with BCE on masks dilated by 2 pixels: a network whose objects are systematically too large
     masks = torch.stack([torch.as_tensor(s["label"]) for s in slices]).float()
     dilated = torch.nn.functional.max_pool2d(masks, 5, 1, 2)
     opt = torch.optim.Adam(net.parameters(), 1e-2)
@@ -45,11 +48,15 @@ def test_size_stage_reduces_size_error_on_real_slices(hippo_dir):
         opt.zero_grad()
         torch.nn.functional.binary_cross_entropy_with_logits(net(imgs[idx]), dilated[idx]).backward()
         opt.step()
-    e_before = size_error(net, imgs, sizes)
-
     data = [{"image": imgs[i], "size": sizes[i : i + 1]} for i in range(len(imgs))]
     loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
+    return imgs, masks, sizes, net, loader
+
+
+def test_size_stage_reduces_size_error_on_real_slices(hippo_dir):
+    imgs, _, sizes, net, loader = oversegmenting_setup(hippo_dir)
+    e_before = size_error(net, imgs, sizes)
     trainer = SupervisedTrainer(
         device=torch.device("cpu"), max_epochs=12, train_data_loader=loader, network=net,
         optimizer=torch.optim.Adam(net.parameters(), 1e-3), loss_function=SizeLoss(num_samples=2),
@@ -87,9 +94,7 @@ def mean_iou(net, imgs, masks):
     with torch.no_grad():
         p = net(imgs) > 0
     net.train()
-    t = masks > 0
-    inter, union = (p & t).flatten(1).sum(1), (p | t).flatten(1).sum(1)
-    return float((inter / union.clamp(min=1)).mean())
+    return slice_overlap_scores(p, masks)["mean_slice_iou"]
 
 
 def test_size_matched_stage_improves_overlap_on_real_slices(hippo_dir):
@@ -98,30 +103,8 @@ def test_size_matched_stage_improves_overlap_on_real_slices(hippo_dir):
     from weakseg.engines import MeanTeacherHandler, TeacherBatch
     from weakseg.losses import SizeMatchedMaskLoss
 
-    parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.json"))
-    parser["dataset_dir"] = str(hippo_dir)
-    parser["download"] = False
-    splits = parser.get_parsed_content("splits")
-    slices = weakseg.data.volumes_to_slices(splits["train"][:6], parser.get_parsed_content("volume_transforms"))
-    imgs = torch.stack([torch.as_tensor(s["image"]) for s in slices]).float()
-    masks = torch.stack([torch.as_tensor(s["label"]) for s in slices]).float()
-    sizes = object_size(masks[:, 0] > 0).double()
-
-    torch.manual_seed(0)
-    net = UNet(2, 1, 1, channels=(8, 16, 32), strides=(2, 2), num_res_units=1)
-    dilated = torch.nn.functional.max_pool2d(masks, 5, 1, 2)
-    opt = torch.optim.Adam(net.parameters(), 1e-2)
-    for _ in range(40):
-        idx = torch.randperm(len(imgs))[:32]
-        opt.zero_grad()
-        torch.nn.functional.binary_cross_entropy_with_logits(net(imgs[idx]), dilated[idx]).backward()
-        opt.step()
+    imgs, masks, sizes, net, loader = oversegmenting_setup(hippo_dir)
     e_before, iou_before = size_error(net, imgs, sizes), mean_iou(net, imgs, masks)
-
-    data = [{"image": imgs[i], "size": sizes[i : i + 1]} for i in range(len(imgs))]
-    loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
     snapshot = MeanTeacherHandler(net, alpha=0.0, event="epoch")
     trainer = SupervisedTrainer(
         device=torch.device("cpu"), max_epochs=8, train_data_loader=loader, network=net,

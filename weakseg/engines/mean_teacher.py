@@ -68,6 +68,17 @@ class MeanTeacherHandler:
         ema_update(self.teacher, self.student, self.alpha)
 
 
+@torch.no_grad()
+def teacher_logits(teacher: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits on ``image`` in eval mode, without a graph (the first output of a network that returns
+    several); the teacher's train/eval mode is restored."""
+    was = teacher.training
+    teacher.eval()
+    out = teacher(image)
+    teacher.train(was)
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
 class WeakLabelBatch:
     """``prepare_batch`` for MONAI's ``SupervisedTrainer`` with mixed annotations: returns ``(image, target)``
     where ``target`` is a dict ``{"label", "annotation", "image_labels"}`` (see
@@ -93,12 +104,7 @@ class WeakLabelBatch:
             if k in batchdata:
                 target[k] = dev(batchdata[k])
         if self.teacher is not None:
-            was = self.teacher.training
-            self.teacher.eval()
-            with torch.no_grad():
-                out = self.teacher(image)
-            self.teacher.train(was)
-            target["teacher"] = out[0] if isinstance(out, (list, tuple)) else out
+            target["teacher"] = teacher_logits(self.teacher, image)
         return image, target
 
 
@@ -124,9 +130,4 @@ class TeacherBatch:
         target = torch.as_tensor(batchdata[self.target_key]).to(device=device, non_blocking=non_blocking)
         if self.flipper is not None:
             (image,) = self.flipper.flip(image)
-        was = self.teacher.training
-        self.teacher.eval()
-        with torch.no_grad():
-            out = self.teacher(image)
-        self.teacher.train(was)
-        return image, (target, out[0] if isinstance(out, (list, tuple)) else out)
+        return image, (target, teacher_logits(self.teacher, image))

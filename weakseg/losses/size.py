@@ -321,10 +321,9 @@ def _first_above(rank, value, border_is_background, strict: bool) -> torch.Tenso
     lo = torch.zeros(n, dtype=torch.long, device=rank.device)
     hi = torch.full((n,), p + 1, dtype=torch.long, device=rank.device)
     while bool((lo < hi).any()):
-        mid = (lo + hi) // 2
-        g = _size_of_top(rank, mid.clamp(max=p), border_is_background)
+        mid = (lo + hi) // 2  # <= P + 1: the top P + 1 pixels are all of them
+        g = _size_of_top(rank, mid, border_is_background)
         hit = (g > value) if strict else (g >= value)
-        hit = hit & (mid <= p)
         active = lo < hi
         hi = torch.where(active & hit, mid, hi)
         lo = torch.where(active & ~hit, mid + 1, lo)
@@ -368,7 +367,7 @@ def size_matched_mask(logits: torch.Tensor, sizes: torch.Tensor, border_is_backg
     k_hi = _first_above(rank, s, border_is_background, strict=True) - 1
     v1 = _size_of_top(rank, k_hi, border_is_background).to(torch.float64)
     has_next = k_hi < p
-    v2 = _size_of_top(rank, (k_hi + 1).clamp(max=p), border_is_background).to(torch.float64)
+    v2 = _size_of_top(rank, k_hi + 1, border_is_background).to(torch.float64)  # k_hi = P: all pixels again
     lo1 = _first_above(rank, v1, border_is_background, strict=False)  # first k with g == v1
     hi2 = _first_above(rank, v2, border_is_background, strict=True) - 1  # last k with g == v2
     k1 = torch.minimum(torch.maximum(k0, lo1), k_hi)
