@@ -150,6 +150,9 @@ def main() -> None:
     ap.add_argument("--size_method", default="sampled", choices=["sampled", "matched"],
                     help="sampled: the paper's sampled-gradient size loss (train_size.json); matched: BCE to the "
                          "size-matched superlevel set of a per-epoch snapshot (train_size_matched.json)")
+    ap.add_argument("--only_changed", type=int, choices=[0, 1], default=1,
+                    help="with --size_method matched: 1 (the bundle's default): no loss on slices whose prediction "
+                         "already has the matched size (SizeMatchedMaskLoss(only_changed=True)); 0: BCE on every slice")
     ap.add_argument("--n_study", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--n_study_epochs", type=int, default=3)
     ap.add_argument("--output", default=str(REPO / "benchmarks" / "output" / "size"))
@@ -160,22 +163,23 @@ def main() -> None:
     ap.add_argument("--report_only", nargs="+", default=None,
                     help="no training: table and plot from these result files (--out_json files or JSON lines of rows)")
     ap.add_argument("--compare", nargs="+", default=None,
-                    help="with --report_only: also plot the fine-tuned IoU of the other --size_method from these files")
+                    help="with --report_only: also plot the fine-tuned IoU of the other methods in these files")
     args = ap.parse_args()
     if args.report_only:
-        # one row per (m, seed, τ, λ, network): a later file replaces an earlier row of the same run
-        rows = {(r["m"], r["seed"], r.get("noise_scale", 1.0), r.get("supervised_weight", 0.0), r.get("network", "unet"),
-                 r.get("size_method", "sampled")): r
-                for f in args.report_only for r in load_rows(f)}
-        results = [r for k, r in rows.items()
-                   if k[2:] == (args.noise_scale, args.supervised_weight, args.network, args.size_method)]
+        # one row per (m, seed, τ, λ, network, method): a later file replaces an earlier row of the same run
+        this = (args.noise_scale, args.supervised_weight, args.network, method_key(vars(args)))
+        rows = {(r["m"], r["seed"]) + run_key(r): r for f in args.report_only for r in load_rows(f)}
+        results = [r for k, r in rows.items() if k[2:] == this]
         emit(report(results, [], args, 0.0, from_files=args.report_only), args.out_md)
-        other = "sampled" if args.size_method == "matched" else "matched"
-        compare = list({(r["m"], r["seed"]): r for f in (args.compare or []) for r in load_rows(f)  # later files win
-                        if (r.get("noise_scale", 1.0), r.get("supervised_weight", 0.0), r.get("network", "unet"),
-                            r.get("size_method", "sampled")) == (1.0, 0.0, args.network, other)}.values())
-        plot(results, [], args.out_png, label=METHOD_LABELS[args.size_method],
-             compare=(METHOD_LABELS[other], compare) if compare else None)
+        # the fine-tuned IoU of the other methods in --compare, each with the paper's τ and λ
+        others: dict = {}
+        for f in args.compare or []:
+            for r in load_rows(f):
+                key = run_key(r)
+                if key[:3] == (1.0, 0.0, args.network) and key[3] != this[3]:
+                    others.setdefault(key[3], {})[(r["m"], r["seed"])] = r  # later files win
+        plot(results, [], args.out_png, label=METHOD_LABELS[this[3]],
+             compare=[(METHOD_LABELS[k], list(v.values())) for k, v in sorted(others.items())])
         return
 
     base = dict(bundle_root=args.output, dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False,
@@ -184,7 +188,7 @@ def main() -> None:
     results = []
     if args.extra_results:
         results = [json.loads(line) for line in Path(args.extra_results).read_text().splitlines() if line.strip()]
-    epoch_length = {"train#trainer#epoch_length": args.size_epoch_length} if args.size_epoch_length else {}
+    size_overrides = {"train#trainer#epoch_length": args.size_epoch_length} if args.size_epoch_length else {}
     t_start = time.time()
     for seed in args.seeds:
         for m_arg in args.ms:
@@ -204,7 +208,9 @@ def main() -> None:
             # run directory named as the size config's "method"
             if args.size_method == "matched":
                 size_configs = ["train.json", "train_size.json", "train_size_matched.json"]
-                size_ckpt = out_dir / f"size_matched_m{m_arg}_s{seed}" / "models" / "model.pt"
+                every = "" if args.only_changed else "_all_slices"
+                size_ckpt = out_dir / f"size_matched_m{m_arg}_s{seed}{every}" / "models" / "model.pt"
+                size_overrides["only_changed"] = bool(args.only_changed)
             else:
                 size_configs = ["train.json", "train_size.json"]
                 suffix = "" if args.noise_scale == 1 else f"_t{args.noise_scale:g}"
@@ -214,12 +220,13 @@ def main() -> None:
             if not (args.reuse and size_ckpt.exists()):
                 run_bundle(size_configs, max_epochs=args.size_epochs, learning_rate=args.size_lr,
                            early_stop_patience=args.patience, num_samples=1, noise_scale=args.noise_scale,
-                           supervised_weight=args.supervised_weight, **sel, **epoch_length)
+                           supervised_weight=args.supervised_weight, **sel, **size_overrides)
             t_size = time.time() - t0
             post = score(size_configs, size_ckpt, **sel)
             row = dict(m=m_arg, seed=seed, n_annotated=n_train, pre=pre, size=post, t_pre=t_pre, t_size=t_size,
                        noise_scale=args.noise_scale, supervised_weight=args.supervised_weight, size_lr=args.size_lr,
-                       network=args.network, size_epoch_length=args.size_epoch_length, size_method=args.size_method)
+                       network=args.network, size_epoch_length=args.size_epoch_length, size_method=args.size_method,
+                       only_changed=bool(args.only_changed) and args.size_method == "matched")
             print(json.dumps(row), flush=True)
             results.append(row)
 
@@ -242,7 +249,7 @@ def main() -> None:
     if args.out_json:
         Path(args.out_json).write_text(json.dumps(dict(results=results, n_study=n_rows), indent=1))
     emit(report(results, n_rows, args, time.time() - t_start), args.out_md)
-    plot(results, n_rows, args.out_png, label=METHOD_LABELS[args.size_method])
+    plot(results, n_rows, args.out_png, label=METHOD_LABELS[method_key(vars(args))])
     log_summary(out_dir, args.out_png, args.out_md)
 
 
@@ -274,7 +281,8 @@ def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
     else:
         lines = [
             f"Pre-training: {args.pretrain_iters} iterations of batch 64 (BCE, flips) on m annotated slices; size "
-            + ("fine-tuning with size-matched masks of a per-epoch snapshot (BCE, flips)"
+            + ("fine-tuning with size-matched masks of a per-epoch snapshot (BCE, flips"
+               + ("; no loss on slices whose prediction already has the matched size)" if args.only_changed else ")")
                if args.size_method == "matched" else "fine-tuning: n = 1, no augmentation")
             + f": Adam {args.size_lr}, at most {args.size_epochs} epochs"
             + (f" of {args.size_epoch_length} iterations" if args.size_epoch_length else "")
@@ -357,12 +365,28 @@ def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
     return lines
 
 
-METHOD_LABELS = {"sampled": "+ size fine-tuning (paper: sampled gradient)", "matched": "+ size fine-tuning (size-matched masks)"}
+METHOD_LABELS = {
+    ("sampled", False): "+ size fine-tuning (paper: sampled gradient)",
+    ("matched", False): "+ size fine-tuning (size-matched masks)",
+    ("matched", True): "+ size fine-tuning (size-matched masks, changed slices only)",
+}
 
 
-def plot(results, n_rows, path, label: str = "+ size fine-tuning", compare: tuple | None = None) -> None:
-    """IoU per m of the pre-trained and fine-tuned rows (mean ± std over seeds); ``compare`` = (label, rows) adds
-    the fine-tuned IoU of other rows at the same m."""
+def method_key(r: dict) -> tuple:
+    """(size_method, only_changed) of a result row or of the parsed arguments; only_changed is False for the
+    paper's estimator and for rows written before the option existed."""
+    method = r.get("size_method", "sampled")
+    return method, method == "matched" and bool(r.get("only_changed", False))
+
+
+def run_key(r: dict) -> tuple:
+    """(τ, λ, network, method) of a result row; rows of files older than an option get its default."""
+    return r.get("noise_scale", 1.0), r.get("supervised_weight", 0.0), r.get("network", "unet"), method_key(r)
+
+
+def plot(results, n_rows, path, label: str = "+ size fine-tuning", compare: list | None = None) -> None:
+    """IoU per m of the pre-trained and fine-tuned rows (mean ± std over seeds); ``compare``, a list of
+    (label, rows), adds the fine-tuned IoU of other rows at the same m."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -373,8 +397,8 @@ def plot(results, n_rows, path, label: str = "+ size fine-tuning", compare: tupl
     ms = m_order(results)
     x = np.arange(len(ms))
     curves = [(results, "pre", "pre-trained (BCE on m masks)", "o"), (results, "size", label, "s")]
-    if compare:
-        curves.append((compare[1], "size", compare[0], "^"))
+    for (name, rows), marker in zip(compare or [], "^vDP"):
+        curves.append((rows, "size", name, marker))
     for rows, key, name, marker in curves:
         at = [i for i, m in enumerate(ms) if any(r["m"] == m for r in rows)]
         mean = [np.mean([r[key]["mean_slice_iou"] for r in rows if r["m"] == ms[i]]) for i in at]

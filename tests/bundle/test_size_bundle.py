@@ -52,6 +52,7 @@ def test_pretrain_then_size_finetune(tmp_path, hippo_dir):
     run = next(r for r in runs if r.data.tags["method"] == "size_matched_m32_s1")
     assert run.info.status == "FINISHED"
     assert run.data.params["loss._target_"] == "weakseg.losses.SizeMatchedMaskLoss"
+    assert run.data.params["loss.only_changed"] == "True"  # the default: no loss on slices already the right size
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_size_error")) == [0, 1, 2]
     assert torch.load(tmp_path / "output" / "size_matched_m32_s1" / "models" / "model.pt", weights_only=True)
 

@@ -315,6 +315,36 @@ class TestSizeMatchedMaskLoss:
         assert per.shape == (4,)
         torch.testing.assert_close(SizeMatchedMaskLoss(reduction="sum")(x, (sizes, ref)), per.sum())
 
+    def test_only_changed(self):
+        """Hand-built 7x7 references: a 3x3 foreground square has size 4 (border as background). Image 0 is asked
+        for size 4 (already right: zero loss), image 1 for size 2 (one of the square's weakest pixels must go), image 2
+        for size 0 (everything goes)."""
+        from weakseg.losses import SizeMatchedMaskLoss
+        from weakseg.transforms import object_size
+
+        ref = -torch.ones(3, 1, 7, 7, dtype=torch.float64)
+        ref[:, :, 2:5, 2:5] = 1.0
+        ref[:, :, 3, 3] = 2.0  # the centre is the strongest pixel
+        sizes = torch.tensor([4.0, 2.0, 0.0], dtype=torch.float64)
+        assert object_size(ref[:, 0] > 0).tolist() == [4, 4, 4]
+        x = torch.randn(3, 1, 7, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        x.requires_grad_()
+        full = SizeMatchedMaskLoss(reduction="none")(x, (sizes, ref))
+        only = SizeMatchedMaskLoss(reduction="none", only_changed=True)(x, (sizes, ref))
+        assert full[0] > 0 and only[0] == 0  # image 0: the plain loss self-trains on [r > 0], the option does not
+        torch.testing.assert_close(only[1:], full[1:])
+        # image 1's target: any 1 to 8 of the square's pixels (centre first) have size 2; the fewest changes drop
+        # one pixel, the last ring pixel in rank order (ties in raster order): (4, 4). Image 2's: empty.
+        square = (ref[1, 0] > 0).double()
+        square[4, 4] = 0.0
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        torch.testing.assert_close(only[1], bce(x[1, 0], square))
+        torch.testing.assert_close(only[2], bce(x[2, 0], torch.zeros(7, 7, dtype=torch.float64)))
+        mean = SizeMatchedMaskLoss(only_changed=True)(x, (sizes, ref))
+        torch.testing.assert_close(mean, only.sum() / 3)  # the unchanged image still counts in the mean
+        (gx,) = torch.autograd.grad(mean, x)
+        assert torch.all(gx[0] == 0) and torch.all(gx[1:].abs().sum((1, 2, 3)) > 0)
+
     def test_bad_input(self):
         from weakseg.losses import SizeMatchedMaskLoss
 

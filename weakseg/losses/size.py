@@ -402,17 +402,25 @@ class SizeMatchedMaskLoss(_Loss):
         border_is_background: size rule, see :func:`weakseg.transforms.object_size`.
         mask_loss: per-element loss ``(input, target) -> (B, 1, H, W)``; default
             ``torch.nn.BCEWithLogitsLoss(reduction="none")``.
+        only_changed: when True, an image whose matched mask equals the reference prediction [r > 0] (its size is
+            already the closest to s that the thresholdings of r reach) contributes zero, so the network is not
+            also self-trained on it; the reduction still counts it.
         reduction: "mean" | "sum" | "none" over the batch of per-image mean losses.
     """
 
     def __init__(
-        self, border_is_background: bool = True, mask_loss: _Loss | None = None, reduction: str = "mean"
+        self,
+        border_is_background: bool = True,
+        mask_loss: _Loss | None = None,
+        reduction: str = "mean",
+        only_changed: bool = False,
     ) -> None:
         super().__init__(reduction=reduction)
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.border_is_background = border_is_background
         self.mask_loss = mask_loss if mask_loss is not None else torch.nn.BCEWithLogitsLoss(reduction="none")
+        self.only_changed = bool(only_changed)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if input.ndim != 4 or input.shape[1] != 1:
@@ -435,6 +443,9 @@ class SizeMatchedMaskLoss(_Loss):
             )
         m = size_matched_mask(reference.detach(), t, self.border_is_background)
         per_image = self.mask_loss(input, m.to(input.dtype)).flatten(1).mean(1)
+        if self.only_changed:
+            changed = (m != (reference.detach() > 0)).flatten(1).any(1)
+            per_image = per_image * changed.to(per_image.dtype)
         if self.reduction == "mean":
             return per_image.mean()
         if self.reduction == "sum":
