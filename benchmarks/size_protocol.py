@@ -367,7 +367,7 @@ def report(results, n_rows, args, total_s, from_files=None) -> list[str]:
 
 METHOD_LABELS = {
     ("sampled", False): "+ size fine-tuning (paper: sampled gradient)",
-    ("matched", False): "+ size fine-tuning (size-matched masks)",
+    ("matched", False): "+ size fine-tuning (size-matched masks, every slice)",
     ("matched", True): "+ size fine-tuning (size-matched masks, changed slices only)",
 }
 
@@ -408,7 +408,7 @@ def plot(results, n_rows, path, label: str = "+ size fine-tuning", compare: list
     ax.set_xlabel("m (annotated slices)")
     ax.set_ylabel("test mean slice IoU")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     if n_rows:
         ax = axes[0, 1]
         for r in n_rows:

@@ -395,8 +395,9 @@ class SizeMatchedMaskLoss(_Loss):
     confidence order: its weakest foreground pixels go first. It is a projection of ŷ onto the size
     constraint within the logits' one-parameter family of thresholdings. Plain self-training (m = ŷ) drifts;
     the size constraint is what anchors it. Matching against the network's own current logits (no reference)
-    drifts too; a reference refreshed once per epoch does not (see the size benchmark in
-    ``benchmarks/RESULTS.md``).
+    drifts too; a reference refreshed once per epoch does not. Where ŷ already has the target size, m = ŷ and
+    the loss is plain self-training on that image, which grows objects; ``only_changed=True`` (the bundle's
+    default) gives such images zero loss (see the size benchmark in ``benchmarks/RESULTS.md``).
 
     Args:
         border_is_background: size rule, see :func:`weakseg.transforms.object_size`.
