@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 from torch.nn.modules.loss import _Loss
 
+from weakseg.losses.lovasz import _reduce
 from weakseg.transforms.size import flipped_sizes, object_size, size_flip_candidates
 
 __all__ = [
@@ -173,11 +174,7 @@ class SampledGradientLoss(_Loss):
             input[:, 0], h, self.num_samples, candidates, self.generator, self.noise_scale,
             h_flips if flip_objective is not None else None,
         )
-        if self.reduction == "mean":
-            return values.mean()
-        if self.reduction == "sum":
-            return values.sum()
-        return values
+        return _reduce(values, self.reduction)
 
 
 def size_objective(y: torch.Tensor, index: torch.Tensor, sizes: torch.Tensor, border_is_background: bool = True):
@@ -442,13 +439,10 @@ class SizeMatchedMaskLoss(_Loss):
                 f"SizeMatchedMaskLoss: got {t.numel()} size targets for a batch of {input.shape[0]} images; every "
                 "slice needs exactly one size (see SizeFromMaskd)."
             )
-        m = size_matched_mask(reference.detach(), t, self.border_is_background)
+        reference = reference.detach()
+        m = size_matched_mask(reference, t, self.border_is_background)
         per_image = self.mask_loss(input, m.to(input.dtype)).flatten(1).mean(1)
         if self.only_changed:
-            changed = (m != (reference.detach() > 0)).flatten(1).any(1)
+            changed = (m != (reference > 0)).flatten(1).any(1)
             per_image = per_image * changed.to(per_image.dtype)
-        if self.reduction == "mean":
-            return per_image.mean()
-        if self.reduction == "sum":
-            return per_image.sum()
-        return per_image
+        return _reduce(per_image, self.reduction)
