@@ -183,6 +183,41 @@ def test_polygon_fill_equals_matplotlib_on_random_polygons():
         assert torch.equal(masks[i], polygon_to_mask(tris[i], (48, 48)))
 
 
+def _even_odd_brute_force(poly: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Every pixel centre against every edge: inside iff an odd number of edges straddling its row (half-open)
+    meet that row strictly to its right."""
+    out = np.zeros((h, w), bool)
+    k = len(poly)
+    for r in range(h):
+        for c in range(w):
+            n = 0
+            for i in range(k):
+                (ra, ca), (rb, cb) = poly[i], poly[(i + 1) % k]
+                if (ra > r) != (rb > r) and c < ca + (r - ra) * (cb - ca) / (rb - ra):
+                    n += 1
+            out[r, c] = n % 2 == 1
+    return out
+
+
+def test_polygon_fill_equals_brute_force_on_ties_self_intersections_and_clipping():
+    rng = np.random.default_rng(11)
+    polys = [
+        np.array([[2.0, 2.0], [2.0, 9.0], [9.0, 9.0], [9.0, 2.0]]),  # integer corners: edges through pixel centres
+        np.array([[1.0, 1.0], [10.0, 10.0], [1.0, 10.0], [10.0, 1.0]]),  # bow tie (self-intersecting)
+        np.array([[-3.0, 5.5], [6.0, 15.0], [14.0, 4.0]]),  # reaches outside the 12 x 12 image
+        np.array([[5.0, 1.0], [5.0, 6.0], [8.0, 3.0], [5.0, 11.0], [1.0, 6.0]]),  # a horizontal edge on a row
+    ]
+    polys += [rng.integers(-2, 14, (int(rng.integers(3, 9)), 2)).astype(float) for _ in range(30)]  # many ties
+    polys += [rng.uniform(-2, 14, (int(rng.integers(3, 12)), 2)) for _ in range(30)]
+    for poly in polys:
+        got = polygon_to_mask(torch.as_tensor(poly), (12, 12)).numpy()
+        assert np.array_equal(got, _even_odd_brute_force(poly, 12, 12)), poly.tolist()
+    # batched (same K) equals one by one
+    quads = torch.as_tensor(np.stack([rng.uniform(-2, 14, (4, 2)) for _ in range(8)]))
+    masks = polygon_to_mask(quads, (12, 12))
+    assert all(torch.equal(masks[i], polygon_to_mask(quads[i], (12, 12))) for i in range(8))
+
+
 def test_contour_to_mask_round_trip():
     star = StarPattern(num_rays=32, num_points=30, radius=30.0)
     idx = torch.full((1, 32), 9)  # radius (9 + 0.5) * 1 = 9.5 px
