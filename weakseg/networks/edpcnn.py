@@ -162,12 +162,6 @@ class StarPattern:
         return polygon_to_mask(self.contour(indices, centre, rotation), spatial_size)[:, None].float()
 
 
-def _band_min(cost: torch.Tensor, delta: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Min of ``cost`` (..., M) over the window ``|i − j| ≤ δ`` around every j (∞ beyond the ends): values and
-    the window offset 0..2δ of the minimum."""
-    return F.pad(cost, (delta, delta), value=float("inf")).unfold(-1, 2 * delta + 1, 1).min(-1)
-
-
 def _dp_starts(g: torch.Tensor, starts: torch.Tensor | None, delta: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-contour chain DP of a validated float (B, N, M) map for the start indices ``starts`` (B, K) of ray 0
     (``None``: all M starts, built without host synchronisation so that it can be captured in a CUDA graph).
@@ -176,28 +170,36 @@ def _dp_starts(g: torch.Tensor, starts: torch.Tensor | None, delta: int) -> tupl
     dev = g.device
     inf = torch.full((), float("inf"), dtype=g.dtype, device=dev)
     idx = torch.arange(m, device=dev)
+    k_num = m if starts is None else starts.shape[1]
+    # cost[b, k, j]: best path from v_0 = start_idx[b, k] to v_n = j, kept inside a buffer padded with δ × ∞ on
+    # each side so that every step is one windowed min (over the (B, K, M, 2δ+1) band) and one add, in place
+    padded = torch.full((b, k_num, m + 2 * delta), float("inf"), dtype=g.dtype, device=dev)
+    cost = padded[..., delta : delta + m]
     if starts is None:
         start_idx = idx[None].expand(b, m)
-        cost = torch.where((idx[:, None] == idx[None, :])[None], g[:, 0, :, None], inf)  # (B, S, M)
+        cost.copy_(torch.where((idx[:, None] == idx[None, :])[None], g[:, 0, :, None], inf))
     else:
         start_idx = starts
-        cost = torch.full((b, starts.shape[1], m), float("inf"), dtype=g.dtype, device=dev)
         cost.scatter_(-1, starts[..., None], g[:, 0].gather(1, starts)[..., None])
-    # cost[b, k, j]: best path from v_0 = start_idx[b, k] to v_n = j
     store = torch.uint8 if 2 * delta <= 255 else torch.int16
-    back = torch.empty((n_rays - 1,) + tuple(cost.shape), dtype=store, device=dev)
+    back = torch.empty((n_rays - 1, b, k_num, m), dtype=store, device=dev)
+    band = padded.unfold(-1, 2 * delta + 1, 1)
+    best = torch.empty((b, k_num, m), dtype=g.dtype, device=dev)
+    arg = torch.empty((b, k_num, m), dtype=torch.long, device=dev)
     for n in range(1, n_rays):
-        best, arg = _band_min(cost, delta)  # over the (B, K, M, 2δ+1) band
-        cost = best + g[:, n, None, :]
-        back[n - 1] = arg.to(store)
+        torch.min(band, -1, out=(best, arg))
+        torch.add(best, g[:, n, None, :], out=cost)
+        back[n - 1].copy_(arg)
     close = (start_idx[..., None] - idx).abs() <= delta  # |v_{N-1} − v_0| ≤ δ
     tot, last = torch.where(close, cost, inf).min(-1)  # (B, K)
     energy, k = tot.min(-1)
     bi = torch.arange(b, device=dev)
+    # back-pointers of each image's winning start as absolute indices (N − 1, B, M), then one gather per ray
+    prev = back[:, bi, k].long() + (idx - delta)
     path = torch.empty(b, n_rays, dtype=torch.long, device=dev)
     path[:, -1] = last[bi, k]
     for n in range(n_rays - 1, 0, -1):
-        path[:, n - 1] = path[:, n] + back[n - 1, bi, k, path[:, n]].long() - delta
+        path[:, n - 1 : n] = prev[n - 1].gather(1, path[:, n : n + 1])
     return path, energy
 
 
@@ -216,9 +218,12 @@ def _dp_pruned(g: torch.Tensor, delta: int, rounds: Sequence[int] = (2, 8, 24)) 
     all-starts DP. Same optimum as :func:`_dp_impl`; costs ``O(B·N·M·(2δ+1)·K)`` instead of ``O(B·N·M²·(2δ+1))``
     when the bounds are tight (they are on contour-like maps)."""
     b, n_rays, m = g.shape
-    bound = g[:, -1]
+    neg = -g  # the bound pass needs values only: a band minimum is a max pooling (−∞ padded) of the negated map
+    bound = neg[:, -1]
     for n in range(n_rays - 2, -1, -1):
-        bound = g[:, n] + _band_min(bound, delta).values  # (B, M): best open chain from v_n = j to the last ray
+        # (B, M): minus the best open chain from v_n = j to the last ray
+        bound = neg[:, n] + F.max_pool1d(bound[:, None], 2 * delta + 1, 1, delta)[:, 0]
+    bound = -bound
     lb, order = bound.sort(-1)
     path = torch.empty(b, n_rays, dtype=torch.long, device=g.device)
     energy = torch.empty(b, dtype=g.dtype, device=g.device)
