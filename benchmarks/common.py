@@ -54,6 +54,25 @@ def timeit(fn, reps: int, sync) -> float:
     return statistics.median(times)
 
 
+def interleaved_medians(fns: dict, reps: int, sync) -> dict:
+    """Median wall time of each of ``fns`` (name → callable) over ``reps`` rounds that call them in turn (after one
+    warm-up each), so that a machine whose speed drifts affects them alike."""
+    import statistics
+    import time
+
+    times = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    sync()
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def emit(lines: list[str], out_md: str | None) -> str:
     """Print the markdown lines and write them to ``out_md`` when given."""
     text = "\n".join(lines)

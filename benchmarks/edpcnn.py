@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, bench_args, device_sync, emit, machine_line, timeit  # noqa: E402
+from common import REPO, bench_args, device_sync, emit, interleaved_medians, machine_line, timeit  # noqa: E402
 
 from weakseg.data import load_sunnybrook_datalist, lv_slices, telescopic_subset  # noqa: E402
 from weakseg.engines import (  # noqa: E402
@@ -168,6 +168,7 @@ def quality(args, device, sync):
                                    "num_train": len(tr_data), "method": mode, "jitter": jit,
                                    "iterations": args.iterations, "train_s": secs,
                                    "lr": args.lr_unet if method == "unet" else args.lr_edpcnn, "s_per_iter": per_it,
+                                   **({"num_samples": args.num_samples} if method == "edpcnn" else {}),
                                    "device": str(device), **{k: float(np.nanmean(v)) for k, v in sc.items()},
                                    "empty": int(np.isnan(sc["hd"]).sum()), "n_val": len(val)}
                             print(json.dumps(rec), flush=True)
@@ -198,27 +199,36 @@ def speed(args, device, sync):
             t_pr = timeit(lambda: dp_contour(x, 2, method="pruned"), 5, sync)
             lines += [f"| DP, {name}: all starts / pruned (ms) | {t_all * 1e3:.2f} / {t_pr * 1e3:.2f} "
                       f"({t_all / t_pr:.1f}×) |"]
-    # one training iteration on a fixed batch of real slices
+    # one training iteration on a fixed batch of real slices; the trained networks are then timed at inference,
+    # because the pruned DP's cost depends on the maps (a trained network's are contour-like, a fresh one's noise)
     args2 = argparse_copy(args, iterations=args.speed_iterations)
-    _, _, it_unet = train("unet", data, args2, 0, device, sync, star)
-    _, _, it_dp = train("edpcnn", data, args2, 0, device, sync, star)
-    lines += [f"| training iteration, U-Net BCE (ms) | {it_unet * 1e3:.1f} |",
-              f"| training iteration, EDPCNN, S = {args.num_samples} (ms) | {it_dp * 1e3:.1f} |",
-              f"| EDPCNN / U-Net iteration | {it_dp / it_unet:.2f}× |"]
-    net = make_unet().to(device).eval()
+    net_unet, _, it_unet = train("unet", data, args2, 0, device, sync, star)
+    it_dp, net_dp = {}, None
+    for s_num in args.speed_num_samples or [args.num_samples]:
+        net, _, it_dp[s_num] = train("edpcnn", data, argparse_copy(args2, num_samples=s_num), 0, device, sync, star)
+        net_dp = net if net_dp is None else net_dp  # the first S's network is timed at inference
+    _, _, it_unet2 = train("unet", data, args2, 0, device, sync, star)  # again: the machine's speed may drift
+    lines += [f"| training iteration, U-Net BCE, before / after EDPCNN (ms) | {it_unet * 1e3:.1f} / "
+              f"{it_unet2 * 1e3:.1f} |"]
+    it_unet = 0.5 * (it_unet + it_unet2)
+    for s_num, t in it_dp.items():
+        lines += [f"| training iteration, EDPCNN, S = {s_num} (ms) | {t * 1e3:.1f} |",
+                  f"| EDPCNN (S = {s_num}) / mean U-Net iteration | {t / it_unet:.2f}× |"]
     x = torch.stack([d["image"] for d in data]).to(device)
     c = torch.stack([d["centre"] for d in data]).to(device)
     dp = DPContourInferer(star, args.delta, args.smoothing_window)
     cc = CentreComponentInferer()
-    with torch.no_grad():
-        t_net = timeit(lambda: net(x) > 0, 20, sync)
-        t_cc = timeit(lambda: cc.from_map(net(x), c), 20, sync)
-        t_dp = timeit(lambda: dp.from_map(net(x), c), 20, sync)
-    lines += [f"| inference B=10, U-Net + threshold (ms) | {t_net * 1e3:.2f} |",
-              f"| inference, U-Net + centre component (ms) | {t_cc * 1e3:.2f} |",
-              f"| inference, EDPCNN (U-Net + warp + DP + fill) (ms) | {t_dp * 1e3:.2f} |",
-              f"| EDPCNN / U-Net + threshold | {t_dp / t_net:.2f}× |",
-              f"| EDPCNN / U-Net + centre component | {t_dp / t_cc:.2f}× |"]
+    for name, unet, edp in ((f"networks trained {args.speed_iterations} iterations on the batch", net_unet, net_dp),
+                            ("untrained network", make_unet().to(device), make_unet().to(device))):
+        unet.eval()
+        edp.eval()
+        fns = {"thr": lambda: unet(x) > 0, "cc": lambda: cc.from_map(unet(x), c), "dp": lambda: dp.from_map(edp(x), c)}
+        with torch.no_grad():
+            t = interleaved_medians(fns, 30, sync)
+        lines += [f"| inference B=10, {name}: U-Net + threshold / + centre component / EDPCNN (U-Net + warp + DP + "
+                  f"fill) (ms) | {t['thr'] * 1e3:.2f} / {t['cc'] * 1e3:.2f} / {t['dp'] * 1e3:.2f} |",
+                  f"| EDPCNN / U-Net + threshold, {name} | {t['dp'] / t['thr']:.2f}× |",
+                  f"| EDPCNN / U-Net + centre component, {name} | {t['dp'] / t['cc']:.2f}× |"]
     return lines
 
 
@@ -233,6 +243,8 @@ def argparse_copy(args, **kw):
 
 def _name(r) -> str:
     base = {"unet": "U-Net", "unet+dp": "U-Net + DP", "edpcnn": "EDPCNN"}[r["method"]]
+    if r["method"] == "edpcnn" and r.get("num_samples", 10) != 10:  # records without the key used S = 10
+        base += f", S = {r['num_samples']}"
     return f"{base}, Adam {r['lr']:g}" if "lr" in r else base
 
 
@@ -302,7 +314,10 @@ def main():
                     help="EDPCNN's U-Net (1e-3: chosen on fold 0 against 1e-4, see RESULTS.md)")
     ap.add_argument("--lr_approx", type=float, default=1e-3)
     ap.add_argument("--speed", action="store_true", help="only the speed table")
-    ap.add_argument("--speed_iterations", type=int, default=60)
+    ap.add_argument("--speed_iterations", type=int, default=300,
+                    help="training iterations timed per method; the trained networks are then timed at inference")
+    ap.add_argument("--speed_num_samples", type=int, nargs="*", default=None,
+                    help="S values whose EDPCNN iteration is timed (default: --num_samples)")
     ap.add_argument("--out_jsonl", default=None)
     ap.add_argument("--report", nargs="+", default=None, help="summarise these JSONL files and exit")
     args = ap.parse_args()
