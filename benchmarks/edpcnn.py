@@ -214,6 +214,22 @@ def speed(args, device, sync):
     for s_num, t in it_dp.items():
         lines += [f"| training iteration, EDPCNN, S = {s_num} (ms) | {t * 1e3:.1f} |",
                   f"| EDPCNN (S = {s_num}) / mean U-Net iteration | {t / it_unet:.2f}× |"]
+    # the floor set by the approximator alone: S of its steps (forward, backward, Adam) on B maps
+    approx = DPApproximator(base_channels=args.base_channels).to(device)
+    opt_f = torch.optim.Adam(approx.parameters(), lr=args.lr_approx)
+    g_b = torch.randn(len(data), args.num_rays, args.num_points, device=device)
+    t_b = torch.randint(0, args.num_points, (len(data), args.num_rays), device=device)
+
+    def f_step():
+        loss = torch.nn.functional.cross_entropy(approx(g_b).transpose(1, 2), t_b)
+        opt_f.zero_grad()
+        loss.backward()
+        opt_f.step()
+
+    t_f = timeit(f_step, 20, sync)
+    lines += [f"| one approximator step (B = {len(data)} maps; forward, backward, Adam) (ms) | {t_f * 1e3:.1f} |",
+              f"| S = {args.num_samples} approximator steps / mean U-Net iteration | "
+              f"{args.num_samples * t_f / it_unet:.2f}× |"]
     x = torch.stack([d["image"] for d in data]).to(device)
     c = torch.stack([d["centre"] for d in data]).to(device)
     dp = DPContourInferer(star, args.delta, args.smoothing_window)
