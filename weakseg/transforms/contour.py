@@ -4,8 +4,8 @@ Coordinate convention used throughout ``weakseg`` for 2D contours: a point is ``
 pixel ``(r, c)`` has its centre at ``(r, c)``. A pixel belongs to the polygon when its centre lies inside it
 (even–odd rule; a centre exactly on an edge follows the usual half-open scanline convention, so two
 polygons sharing an edge never both claim a pixel). This is the
-rasterisation of ``matplotlib.path.Path.contains_points`` on pixel centres, vectorised over pixels, edges and
-a batch, on the polygon's device.
+rasterisation of ``matplotlib.path.Path.contains_points`` on pixel centres, computed by scanlines for a batch
+of polygons on their device.
 """
 
 from __future__ import annotations
