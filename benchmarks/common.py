@@ -40,18 +40,7 @@ def device_sync(device: torch.device):
 
 def timeit(fn, reps: int, sync) -> float:
     """Median wall time of ``reps`` calls of ``fn`` after one warm-up, waiting for the device with ``sync``."""
-    import statistics
-    import time
-
-    fn()
-    sync()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return interleaved_medians({"fn": fn}, reps, sync)["fn"]
 
 
 def interleaved_medians(fns: dict, reps: int, sync) -> dict:

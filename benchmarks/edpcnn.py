@@ -203,10 +203,11 @@ def speed(args, device, sync):
     # because the pruned DP's cost depends on the maps (a trained network's are contour-like, a fresh one's noise)
     args2 = argparse_copy(args, iterations=args.speed_iterations)
     net_unet, _, it_unet = train("unet", data, args2, 0, device, sync, star)
-    it_dp, net_dp = {}, None
-    for s_num in args.speed_num_samples or [args.num_samples]:
-        net, _, it_dp[s_num] = train("edpcnn", data, argparse_copy(args2, num_samples=s_num), 0, device, sync, star)
-        net_dp = net if net_dp is None else net_dp  # the first S's network is timed at inference
+    s_values = args.speed_num_samples or [args.num_samples]
+    runs = {s_num: train("edpcnn", data, argparse_copy(args2, num_samples=s_num), 0, device, sync, star)
+            for s_num in s_values}
+    it_dp = {s_num: run[2] for s_num, run in runs.items()}
+    net_dp = runs[s_values[0]][0]  # the first S's network is timed at inference
     _, _, it_unet2 = train("unet", data, args2, 0, device, sync, star)  # again: the machine's speed may drift
     lines += [f"| training iteration, U-Net BCE, before / after EDPCNN (ms) | {it_unet * 1e3:.1f} / "
               f"{it_unet2 * 1e3:.1f} |"]
