@@ -215,22 +215,26 @@ def speed(args, device, sync):
     for s_num, t in it_dp.items():
         lines += [f"| training iteration, EDPCNN, S = {s_num} (ms) | {t * 1e3:.1f} |",
                   f"| EDPCNN (S = {s_num}) / mean U-Net iteration | {t / it_unet:.2f}× |"]
-    # the floor set by the approximator alone: S of its steps (forward, backward, Adam) on B maps
+    # the floor set by the approximator alone: one of its steps (forward, backward, Adam) on B maps, as the trainer
+    # takes it (channels-last weights on the CPU, a CUDA graph on CUDA)
     approx = DPApproximator(base_channels=args.base_channels).to(device)
-    opt_f = torch.optim.Adam(approx.parameters(), lr=args.lr_approx)
-    g_b = torch.randn(len(data), args.num_rays, args.num_points, device=device)
-    t_b = torch.randint(0, args.num_points, (len(data), args.num_rays), device=device)
-
-    def f_step():
-        loss = torch.nn.functional.cross_entropy(approx(g_b).transpose(1, 2), t_b)
-        opt_f.zero_grad()
-        loss.backward()
-        opt_f.step()
-
-    t_f = timeit(f_step, 20, sync)
-    lines += [f"| one approximator step (B = {len(data)} maps; forward, backward, Adam) (ms) | {t_f * 1e3:.1f} |",
-              f"| S = {args.num_samples} approximator steps / mean U-Net iteration | "
-              f"{args.num_samples * t_f / it_unet:.2f}× |"]
+    opt_f = torch.optim.Adam(approx.parameters(), lr=args.lr_approx, capturable=device.type == "cuda")
+    unet = make_unet().to(device)
+    tr_f = EDPCNNTrainer(device=device, max_epochs=1, train_data_loader=[None], network=unet,
+                         optimizer=torch.optim.Adam(unet.parameters()), approximator=approx,
+                         approximator_optimizer=opt_f, star_pattern=star, num_samples=1)
+    g_b = torch.randn(1, len(data), args.num_rays, args.num_points, device=device)
+    t_b = torch.randint(0, args.num_points, (1, len(data), args.num_rays), device=device)
+    t_f = timeit(lambda: tr_f.train_approximator(g_b, t_b), 20, sync)
+    lines += [f"| one approximator step (B = {len(data)} maps; forward, backward, Adam) (ms) | {t_f * 1e3:.1f} |"]
+    lines += [f"| S = {s_num} approximator steps / mean U-Net iteration | {s_num * t_f / it_unet:.2f}× |"
+              for s_num in s_values]
+    # the same floor in arithmetic: a device that runs both networks at the same FLOP rate cannot train EDPCNN
+    # faster than 1 + S · (approximator step FLOPs) / (U-Net iteration FLOPs)
+    flop_u, flop_f = _train_step_flops(make_unet().to(device), data, device), _approx_step_flops(tr_f, g_b, t_b)
+    lines += [f"| GFLOP: U-Net training iteration / one approximator step | {flop_u / 1e9:.2f} / {flop_f / 1e9:.3f} |"]
+    lines += [f"| FLOP floor of EDPCNN (S = {s_num}) / U-Net iteration, 1 + S·F/U | {1 + s_num * flop_f / flop_u:.2f}× |"
+              for s_num in s_values]
     x = torch.stack([d["image"] for d in data]).to(device)
     c = torch.stack([d["centre"] for d in data]).to(device)
     dp = DPContourInferer(star, args.delta, args.smoothing_window)
@@ -247,6 +251,27 @@ def speed(args, device, sync):
                   f"| EDPCNN / U-Net + threshold, {name} | {t['dp'] / t['thr']:.2f}× |",
                   f"| EDPCNN / U-Net + centre component, {name} | {t['dp'] / t['cc']:.2f}× |"]
     return lines
+
+
+def _train_step_flops(net, data, device) -> int:
+    """FLOPs of one BCE training iteration of ``net`` on the batch (forward and backward; the optimizer's are
+    negligible), counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.stack([d["image"] for d in data]).to(device)
+    y = torch.stack([d["label"] for d in data]).to(device)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.binary_cross_entropy_with_logits(net(x), y).backward()
+    return counter.get_total_flops()
+
+
+def _approx_step_flops(trainer, g, t) -> int:
+    """FLOPs of one approximator step of ``trainer`` (eager) on maps ``g`` (1, B, N, M) and targets ``t``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        trainer._approx_step(g[0], t[0])
+    return counter.get_total_flops()
 
 
 def argparse_copy(args, **kw):

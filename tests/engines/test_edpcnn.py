@@ -165,6 +165,36 @@ def test_centre_sampling_and_jitter(slices):
         DPContourInferer(StarPattern(8, 32, 20.0))(torch.zeros(1, 1, 64, 64), small_net())
 
 
+def test_channels_last_approximator_trains_like_contiguous(slices):
+    def run(channels_last):
+        torch.manual_seed(0)
+        net, approx = small_net(), DPApproximator(base_channels=4)
+        opt_f = torch.optim.SGD(approx.parameters(), 0.1)  # SGD: Adam would amplify float noise to ±lr steps
+        loader = DataLoader([{"image": d["image"], "label": d["label"]} for d in slices], batch_size=5)
+        tr = EDPCNNTrainer(device="cpu", max_epochs=1, train_data_loader=loader, network=net,
+                           optimizer=torch.optim.SGD(net.parameters(), 0.1), approximator=approx,
+                           approximator_optimizer=opt_f, star_pattern=StarPattern(24, 32, 40.0), num_samples=3,
+                           seed=0, epoch_length=1, decollate=False, approximator_channels_last=channels_last)
+        weights = [p for p in approx.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] > 1]
+        assert len(weights) > 5
+        assert all(p.is_contiguous(memory_format=torch.channels_last) == channels_last != p.is_contiguous()
+                   for p in weights)
+        out = []
+        tr.add_event_handler(Events.ITERATION_COMPLETED, lambda e: out.append(
+            (float(e.state.output["loss"]), float(e.state.output["approx_loss"]))))
+        tr.run()
+        return out, [p.detach().clone() for p in list(net.parameters()) + list(approx.parameters())]
+
+    (ref, p_ref), (cl, p_cl) = run(False), run(True)
+    np.testing.assert_allclose(np.array(cl), np.array(ref), rtol=1e-4)
+    for a, b in zip(p_ref, p_cl):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    torch.manual_seed(0)
+    changed = sum(not torch.equal(a, b) for a, b in zip(p_ref, list(small_net().parameters())
+                                                        + list(DPApproximator(base_channels=4).parameters())))
+    assert changed > 0  # the runs trained both networks (the optimizers still hold the converted parameters)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_training_equals_eager(slices):
     def run(graph):
