@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
@@ -186,16 +187,24 @@ def _dp_starts(g: torch.Tensor, starts: torch.Tensor | None, delta: int) -> tupl
     band = padded.unfold(-1, 2 * delta + 1, 1)
     best = torch.empty((b, k_num, m), dtype=g.dtype, device=dev)
     arg = torch.empty((b, k_num, m), dtype=torch.long, device=dev)
-    for n in range(1, n_rays):
+    rays = g[:, :, None, :].unbind(1)  # one view per ray, (B, 1, M), taken in one call
+    for n, back_n in enumerate(back.unbind(0), 1):
         torch.min(band, -1, out=(best, arg))
-        torch.add(best, g[:, n, None, :], out=cost)
-        back[n - 1].copy_(arg)
+        torch.add(best, rays[n], out=cost)
+        back_n.copy_(arg)
     close = (start_idx[..., None] - idx).abs() <= delta  # |v_{N-1} − v_0| ≤ δ
     tot, last = torch.where(close, cost, inf).min(-1)  # (B, K)
     energy, k = tot.min(-1)
     bi = torch.arange(b, device=dev)
     # back-pointers of each image's winning start as absolute indices (N − 1, B, M), then one gather per ray
     prev = back[:, bi, k].long() + (idx - delta)
+    if dev.type == "cpu":  # pointer chasing: numpy indexing costs a fraction of a torch op per ray
+        prev_np, path_np = prev.numpy(), np.empty((b, n_rays), dtype=np.int64)
+        path_np[:, -1] = last[bi, k].numpy()
+        rows = np.arange(b)
+        for n in range(n_rays - 1, 0, -1):
+            path_np[:, n - 1] = prev_np[n - 1, rows, path_np[:, n]]
+        return torch.from_numpy(path_np), energy
     path = torch.empty(b, n_rays, dtype=torch.long, device=dev)
     path[:, -1] = last[bi, k]
     for n in range(n_rays - 1, 0, -1):
@@ -219,11 +228,12 @@ def _dp_pruned(g: torch.Tensor, delta: int, rounds: Sequence[int] = (2, 8, 24)) 
     when the bounds are tight (they are on contour-like maps)."""
     b, n_rays, m = g.shape
     neg = -g  # the bound pass needs values only: a band minimum is a max pooling (−∞ padded) of the negated map
-    bound = neg[:, -1]
+    rays = neg[:, None].unbind(-2)  # (B, 1, M) per ray
+    bound = rays[-1]
     for n in range(n_rays - 2, -1, -1):
-        # (B, M): minus the best open chain from v_n = j to the last ray
-        bound = neg[:, n] + F.max_pool1d(bound[:, None], 2 * delta + 1, 1, delta)[:, 0]
-    bound = -bound
+        # (B, 1, M): minus the best open chain from v_n = j to the last ray
+        bound = F.max_pool1d(bound, 2 * delta + 1, 1, delta).add_(rays[n])
+    bound = -bound[:, 0]
     lb, order = bound.sort(-1)
     path = torch.empty(b, n_rays, dtype=torch.long, device=g.device)
     energy = torch.empty(b, dtype=g.dtype, device=g.device)
