@@ -165,6 +165,21 @@ def test_centre_sampling_and_jitter(slices):
         DPContourInferer(StarPattern(8, 32, 20.0))(torch.zeros(1, 1, 64, 64), small_net())
 
 
+def test_centre_sampling_is_uniform_over_the_allowed_pixels():
+    lab = torch.zeros(1, 1, 12, 12)
+    lab[0, 0, 2:7, 3:9] = 1  # 5 × 6 box, centroid (4, 5.5), equivalent radius sqrt(30/π) ≈ 3.09
+    n = 6000
+    c = sample_centres_inside(lab.expand(n, 1, 12, 12), 0.5, torch.Generator().manual_seed(0)).long()
+    counts = torch.zeros(12, 12).index_put_((c[:, 0], c[:, 1]), torch.ones(n), accumulate=True)
+    rr, cc = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
+    allowed = (lab[0, 0] > 0) & ((rr - 4) ** 2 + (cc - 5.5) ** 2 <= (0.5 * math.sqrt(30 / math.pi)) ** 2)
+    k = int(allowed.sum())
+    # within 1.55 px of (4, 5.5): rows 3-5 × cols 5-6 (d² ≤ 1.25) and (4, 4), (4, 7) (d² = 2.25)
+    assert k == 8 and counts[~allowed].sum() == 0
+    expected = n / k
+    assert (counts[allowed] - expected).abs().max() < 5 * math.sqrt(expected)
+
+
 def test_channels_last_approximator_trains_like_contiguous(slices):
     def run(channels_last):
         torch.manual_seed(0)
