@@ -231,12 +231,15 @@ def speed(args, device, sync):
               for s_num in s_values]
     # the same floor in arithmetic: a device that runs both networks at the same FLOP rate cannot train EDPCNN
     # faster than 1 + S · (approximator step FLOPs) / (U-Net iteration FLOPs)
-    flop_u, flop_f = _train_step_flops(make_unet().to(device), data, device), _approx_step_flops(tr_f, g_b, t_b)
+    x = torch.stack([d["image"] for d in data]).to(device)
+    y = torch.stack([d["label"] for d in data]).to(device)
+    c = torch.stack([d["centre"] for d in data]).to(device)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    flop_u = _flops(lambda: bce(tr_f.network(x), y).backward())  # forward and backward; Adam's are negligible
+    flop_f = _flops(lambda: tr_f._approx_step(g_b[0], t_b[0]))
     lines += [f"| GFLOP: U-Net training iteration / one approximator step | {flop_u / 1e9:.2f} / {flop_f / 1e9:.3f} |"]
     lines += [f"| FLOP floor of EDPCNN (S = {s_num}) / U-Net iteration, 1 + S·F/U | {1 + s_num * flop_f / flop_u:.2f}× |"
               for s_num in s_values]
-    x = torch.stack([d["image"] for d in data]).to(device)
-    c = torch.stack([d["centre"] for d in data]).to(device)
     dp = DPContourInferer(star, args.delta, args.smoothing_window)
     cc = CentreComponentInferer()
     for name, unet, edp in ((f"networks trained {args.speed_iterations} iterations on the batch", net_unet, net_dp),
@@ -261,24 +264,12 @@ def speed(args, device, sync):
     return lines
 
 
-def _train_step_flops(net, data, device) -> int:
-    """FLOPs of one BCE training iteration of ``net`` on the batch (forward and backward; the optimizer's are
-    negligible), counted by ``torch.utils.flop_counter``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = torch.stack([d["image"] for d in data]).to(device)
-    y = torch.stack([d["label"] for d in data]).to(device)
-    with FlopCounterMode(display=False) as counter:
-        torch.nn.functional.binary_cross_entropy_with_logits(net(x), y).backward()
-    return counter.get_total_flops()
-
-
-def _approx_step_flops(trainer, g, t) -> int:
-    """FLOPs of one approximator step of ``trainer`` (eager) on maps ``g`` (1, B, N, M) and targets ``t``."""
+def _flops(fn) -> int:
+    """FLOPs of ``fn()``, counted by ``torch.utils.flop_counter``."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        trainer._approx_step(g[0], t[0])
+        fn()
     return counter.get_total_flops()
 
 
