@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
+from monai.utils import TransformBackends
 
 from weakseg.transforms.labels import _ArrayMapTransform
 
@@ -26,6 +27,8 @@ __all__ = [
     "BoxFromMaskd",
     "ImageLabels",
     "WeakAnnotationd",
+    "WeakSliced",
+    "MixedSupervisiond",
 ]
 
 ANNOTATION_TYPES = ("mask", "box", "image")
@@ -160,3 +163,147 @@ def assign_annotations(items: Sequence[dict], num_masks: int | str | None, box_f
         e[key] = "mask" if i in masked else ("box" if i in boxed else "image")
         out.append(e)
     return out
+
+
+class WeakSliced(MapTransform):
+    """
+    A loaded case with weak-annotation records → one dictionary per annotated 2D slice (the records of
+    :func:`weakseg.annotations.load_weak_annotations`; ``docs/weak_annotations.md``).
+
+    Input: ``keys`` (image and, optionally, label) channel-first ``(C, X, Y, Z)`` for a 3D volume or ``(C, H, W)``
+    for a 2D image, and ``records_key`` (default ``"slices"``): records with ``index`` (``None`` for 2D) and the
+    kinds ``size``, ``boxes``, ``classes``, ``centre``, ``mask``; ``axis_key`` gives the slice axis of a volume.
+
+    Output per record (only the ``kinds`` asked for, so that every item of a method has the same keys):
+        - every key in ``keys`` but the label: the slice ``(C, H, W)``;
+        - ``"mask"``: the label slice ``(1, H, W)`` under ``label_key`` where the record has a mask, else that key is
+          absent (``missing_label=None``) or filled with ``missing_label``; ``"annotated"`` = 1.0 / 0.0;
+        - ``"size"``: ``(1,)`` float, the object size g in pixels;
+        - ``"boxes"``: ``boxes_key`` ``(1, H, W)``, each box filled with its class id (later boxes win), and
+          ``has_boxes`` 1.0 / 0.0;
+        - ``"classes"``: ``image_labels_key`` ``(num_classes,)`` multi-hot; the background (0) counts as present;
+          and ``has_classes`` 1.0 / 0.0;
+        - ``"centre"``: ``(2,)`` float ``(row, col)``;
+        plus ``slice_index``, ``volume_id`` (the image file) and ``case_id``.
+
+    The label of a slice without ``mask`` is never read, so a weakly labelled case needs no label file at all.
+    With ``only_masks=True`` only the records with a mask are kept (pre-training on the annotated slices).
+    A record that lacks a requested kind raises ``KeyError`` naming the case and slice, unless the kind is in
+    ``optional`` (boxes: an all-zero map, classes: all-zero labels, and the ``has_*`` flag 0).
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, keys: KeysCollection, kinds: Sequence[str], num_classes: int = 2, label_key: str = "label",
+                 records_key: str = "slices", axis_key: str = "slice_axis", boxes_key: str = "boxes",
+                 image_labels_key: str = "image_labels", missing_label: float | None = None,
+                 optional: Sequence[str] = (), only_masks: bool = False, allow_missing_keys: bool = True) -> None:
+        super().__init__(keys, allow_missing_keys)
+        bad = set(kinds) - {"size", "boxes", "classes", "centre", "mask"}
+        if bad:
+            raise ValueError(f"WeakSliced: unknown kinds {sorted(bad)}; expected size, boxes, classes, centre, mask")
+        self.kinds, self.num_classes = tuple(kinds), int(num_classes)
+        self.label_key, self.records_key, self.axis_key = label_key, records_key, axis_key
+        self.boxes_key, self.image_labels_key = boxes_key, image_labels_key
+        self.missing_label, self.only_masks = missing_label, only_masks
+        self.optional = set(optional)
+        if self.optional - {"boxes", "classes"}:
+            raise ValueError(f"WeakSliced: only boxes and classes can be optional, got {sorted(self.optional)}")
+
+    def _take(self, img: Any, index: int | None, axis: int) -> Any:
+        if index is None:
+            return img
+        from weakseg.transforms.slicing import SliceVolume
+
+        return SliceVolume(axis=axis, min_foreground=0.0).take(img, index)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
+        from weakseg.transforms.slicing import source_name
+
+        d = dict(data)
+        records = d.pop(self.records_key)
+        axis = int(d.get(self.axis_key) or 0)
+        case = d.get("id", "")
+        keys = [k for k in self.key_iterator(d) if k != self.label_key]
+        volume_id = source_name(d[keys[0]], "") if keys else ""
+        out = []
+        for rec in records:
+            if self.only_masks and not rec.get("mask"):
+                continue
+            where = f"case '{case}'" + (f", slice {rec['index']}" if rec.get("index") is not None else "")
+            item = {k: v for k, v in d.items() if k != self.label_key}
+            for k in keys:
+                item[k] = self._take(d[k], rec.get("index"), axis)
+            plane = tuple(item[keys[0]].shape[1:]) if keys else None
+            for kind in self.kinds:
+                if kind != "mask" and kind not in self.optional and rec.get(kind) is None:
+                    raise KeyError(f"{where} has no '{kind}' annotation")
+            if "mask" in self.kinds:
+                if rec.get("mask"):
+                    if self.label_key not in d:
+                        raise KeyError(f"{where} is marked as having a mask but no '{self.label_key}' was loaded")
+                    item[self.label_key] = self._take(d[self.label_key], rec.get("index"), axis)
+                elif self.missing_label is not None:
+                    item[self.label_key] = torch.full((1, *plane), float(self.missing_label))
+                item["annotated"] = np.float32(bool(rec.get("mask")))
+            if "size" in self.kinds:
+                item["size"] = torch.tensor([float(rec["size"])], dtype=torch.float32)
+            if "boxes" in self.kinds:
+                item[self.boxes_key] = torch.as_tensor(box_to_mask(rec["boxes"] or [], plane)[None],
+                                                       dtype=torch.float32)
+                item["has_boxes"] = np.float32(rec["boxes"] is not None)
+            if "classes" in self.kinds:
+                labels = torch.zeros(self.num_classes, dtype=torch.float32)
+                if rec["classes"] is not None:
+                    labels[0] = 1.0
+                    labels[list(rec["classes"])] = 1.0
+                item[self.image_labels_key] = labels
+                item["has_classes"] = np.float32(rec["classes"] is not None)
+            if "centre" in self.kinds:
+                item["centre"] = torch.tensor(rec["centre"], dtype=torch.float32)
+            item["slice_index"] = rec.get("index") if rec.get("index") is not None else 0
+            item["volume_id"] = volume_id
+            item["case_id"] = case
+            out.append(item)
+        return out
+
+
+class MixedSupervisiond(MapTransform):
+    """
+    The target of multi-label deep supervision from the output of :class:`WeakSliced` (kinds ``mask``, ``boxes``
+    and ``classes``, boxes and classes optional), the annotation-file counterpart of :class:`WeakAnnotationd`:
+    ``label`` becomes the mask where the slice has one (code 0), else its filled boxes where it has any (code 1),
+    else ``ignore_value`` everywhere with only the image-level labels (code 2). ``image_labels`` of a masked slice
+    are those of its mask; of a boxed slice without listed classes, the boxes' classes and the background.
+    A slice with none of the three raises ``ValueError`` naming it.
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, keys: KeysCollection = "label", num_classes: int = 2, boxes_key: str = "boxes",
+                 annotation_key: str = "annotation", image_labels_key: str = "image_labels",
+                 ignore_value: float = -1.0) -> None:
+        super().__init__(keys, allow_missing_keys=False)
+        self.labels = ImageLabels(num_classes)
+        self.boxes_key, self.annotation_key = boxes_key, annotation_key
+        self.image_labels_key, self.ignore_value = image_labels_key, float(ignore_value)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        boxes = d.pop(self.boxes_key)
+        has_boxes, has_classes = bool(d.pop("has_boxes")), bool(d.pop("has_classes"))
+        for key in self.key_iterator(d):
+            if bool(d["annotated"]):
+                d[self.image_labels_key], code = self.labels(d[key]), 0
+            elif has_boxes:
+                d[key], code = torch.as_tensor(boxes, dtype=torch.float32), 1
+                if not has_classes:
+                    d[self.image_labels_key] = self.labels(boxes)
+                    d[self.image_labels_key][0] = 1.0
+            elif has_classes:
+                d[key], code = torch.full(tuple(np.shape(d[key])), self.ignore_value), 2
+            else:
+                raise ValueError(f"case '{d.get('case_id')}', slice {d.get('slice_index')}: no mask, boxes or "
+                                 "classes to learn from")
+            d[self.annotation_key] = code
+        return d
