@@ -282,16 +282,16 @@ def _resolve(v: Any, base: Path, where: str, allow_outside: bool) -> str:
     if not isinstance(v, str) or not v:
         raise AnnotationError(f"{where}: expected a file path (string), got {v!r}")
     p = Path(v).expanduser()
-    full = (p if p.is_absolute() else base / p).resolve()
-    if not allow_outside and not full.is_relative_to(base.resolve()):
-        raise AnnotationError(f"{where}: '{v}' lies outside the data folder {base.resolve()}; use paths inside it "
+    full, root = Path(os.path.abspath(p if p.is_absolute() else base / p)), Path(os.path.abspath(base))
+    if not allow_outside and not full.is_relative_to(root):
+        raise AnnotationError(f"{where}: '{v}' lies outside the data folder {root}; use paths inside it "
                               "(or allow_outside=True)")
     if not full.is_file():
         raise AnnotationError(f"{where}: file '{v}' not found (looked for {full})")
     return str(full)
 
 
-def load_weak_annotations(path: str | os.PathLike, dataset_dir: str | os.PathLike | None = None,
+def load_weak_annotations(path: str | os.PathLike | None, dataset_dir: str | os.PathLike | None = None,
                           default_slice_axis: int = 0, allow_outside: bool = False) -> WeakAnnotations:
     """Read and validate a weak-annotation file.
 
@@ -306,6 +306,10 @@ def load_weak_annotations(path: str | os.PathLike, dataset_dir: str | os.PathLik
     Raises:
         AnnotationError: the first problem, naming the file, the case and the field.
     """
+    if path is None or path == "":
+        raise AnnotationError("no annotation file: weak-supervision methods read their weak labels from one; pass "
+                              "--annotation_file weak.json (simulate one from masks with `python -m weakseg.annotations "
+                              "simulate --dataset_dir ... --out weak.json`, see docs/weak_annotations.md)")
     path = Path(path).expanduser()
     if not path.is_file():
         raise AnnotationError(f"annotation file '{path}' not found")

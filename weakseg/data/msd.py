@@ -56,7 +56,7 @@ def load_msd_datalist(dataset_dir: str | os.PathLike, section: str = "training")
     for entry in desc[section]:
         item = {"image": entry} if isinstance(entry, str) else dict(entry)
         for k, v in item.items():
-            p = (root / v).resolve()
+            p = Path(os.path.abspath(root / v))  # symbolic links inside the data folder stay inside it
             if not p.is_file():
                 raise FileNotFoundError(f"{meta} lists {k} '{v}' but {p} does not exist.")
             item[k] = str(p)
