@@ -15,6 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["weakseg", "weakseg.*"]),
+    package_data={"weakseg.annotations": ["schema.json"]},
     install_requires=[
         "torch>=2.8",
         "monai>=1.6.1,<1.7",
@@ -32,6 +33,6 @@ setup(
     ],
     extras_require={
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
-        "test": ["pytest", "parameterized", "onnx", "onnxscript", "onnxruntime"],
+        "test": ["pytest", "parameterized", "jsonschema", "onnx", "onnxscript", "onnxruntime"],
     },
 )

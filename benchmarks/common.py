@@ -96,6 +96,17 @@ def load_bundle_parser(*config_names: str, **overrides):
     return parser
 
 
+def simulated_annotations(dataset_dir: str, out: str | Path, seed: int, **kw) -> str:
+    """The protocol's first step: write the weak-annotation file simulated from the masks of ``dataset_dir`` (split
+    by volume with ``seed``; ``kw``: :func:`weakseg.annotations.simulate_weak_annotations` options, e.g.
+    ``num_masks``, ``mask_unit``, ``box_fraction``, ``kinds``) and return its path. Training reads only this file."""
+    from weakseg.annotations import dataset_sections, simulate_weak_annotations
+
+    sections, labels = dataset_sections(dataset_dir, seed=seed)
+    simulate_weak_annotations(sections, dataset_dir, labels, seed=kw.pop("mask_seed", seed), out=out, **kw)
+    return str(out)
+
+
 def training_slices(dataset_dir: str, num_masks: int) -> tuple[list[dict], torch.Tensor]:
     """The bundle's training slices of ``dataset_dir`` and ``num_masks`` of their masks (N, H, W) bool,
     repeated in order where there are fewer slices."""

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONFIGS, DEFAULT_DATA, REPO, bench_args, emit, load_bundle_parser, machine_line  # noqa: E402
+from common import (  # noqa: E402
+    CONFIGS, DEFAULT_DATA, REPO, bench_args, emit, load_bundle_parser, machine_line, simulated_annotations,
+)
 
 METHODS = {
     "baseline": ["--use_weak", "False", "--level_weights", "[1.0, 0.0, 0.0]"],
@@ -43,12 +45,15 @@ PAPER_METHODS = ["baseline", "ds", "mt"]
 
 
 def run_one(args, k, method, seed, root: Path) -> dict:
+    # simulate -> train from the file: k volumes keep their masks, box_fraction of the rest get boxes
+    weak = simulated_annotations(args.dataset_dir, root / f"k{k}_box{args.box_fraction}.json", seed,
+                                 num_masks="all" if str(k) == "all" else int(k), box_fraction=args.box_fraction)
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training",
            "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'train_mlds.json'}']",
            "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf"),
            "--bundle_root", str(root), "--dataset_dir", args.dataset_dir, "--download", "False",
-           "--max_epochs", str(args.epochs), "--seed", str(seed), "--num_masks", str(k),
-           "--box_fraction", str(args.box_fraction), "--iterations_per_epoch", str(args.iterations_per_epoch),
+           "--max_epochs", str(args.epochs), "--seed", str(seed), "--annotation_file", weak,
+           "--iterations_per_epoch", str(args.iterations_per_epoch),
            *METHODS[method]]
     if args.channels:
         cmd += ["--network_def#channels", str(list(args.channels))]
@@ -59,7 +64,7 @@ def run_one(args, k, method, seed, root: Path) -> dict:
     ckpt = next((root / "output").glob("mlds_*/models/model.pt"))
     overrides = {"network_def#channels": list(args.channels)} if args.channels else {}
     parser = load_bundle_parser("train.json", "train_mlds.json", dataset_dir=args.dataset_dir, download=False,
-                                seed=seed, **overrides)
+                                seed=seed, annotation_file=weak, **overrides)
     net = parser.get_parsed_content("network")
     net.load_state_dict(torch.load(ckpt, weights_only=True, map_location="cpu"))
     net.eval()

@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    simulated_annotations,
     CONFIGS, REPO, bench_args, emit, load_bundle_parser, machine_line, slice_scores, split_logits, trained_network,
 )
 
@@ -193,7 +194,10 @@ def main() -> None:
     for seed in args.seeds:
         for m_arg in args.ms:
             m = "all" if m_arg == "all" else int(m_arg)
-            sel = dict(base, num_annotated=m, subset_seed=seed, seed=seed)
+            # simulate -> train from the file: sizes on every training slice, masks on m of them
+            weak = simulated_annotations(args.dataset_dir, Path(args.output) / "annotations" / f"m{m_arg}_s{seed}.json",
+                                         seed, kinds=("size",), num_masks=m, mask_unit="slice")
+            sel = dict(base, annotation_file=weak, seed=seed)
             # pre-training: a fixed budget of iterations, validated every epoch of max(m, 1024) samples
             parser = load_bundle_parser("train.json", "pretrain.json", **sel)
             n_train = len(parser.get_parsed_content("train#slices"))
@@ -235,7 +239,10 @@ def main() -> None:
     if args.n_study:
         m_arg = args.ms[0]
         m = "all" if m_arg == "all" else int(m_arg)
-        sel = dict(base, num_annotated=m, subset_seed=args.seeds[0], seed=args.seeds[0])
+        weak = simulated_annotations(args.dataset_dir, Path(args.output) / "annotations" /
+                                     f"m{m_arg}_s{args.seeds[0]}.json", args.seeds[0], kinds=("size",), num_masks=m,
+                                     mask_unit="slice")
+        sel = dict(base, annotation_file=weak, seed=args.seeds[0])
         for n in args.n_study:
             t0 = time.time()
             run_bundle(["train.json", "train_size.json"], max_epochs=args.n_study_epochs, learning_rate=args.size_lr,

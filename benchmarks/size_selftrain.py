@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    REPO, batched_logits, bench_args, emit, load_bundle_parser, machine_line, slice_scores, split_tensors, trained_network,
+    REPO, batched_logits, bench_args, simulated_annotations, emit, load_bundle_parser, machine_line, slice_scores, split_tensors, trained_network,
 )
 
 
@@ -31,8 +31,10 @@ def run(mode: str, seed: int, m: int, epochs: int, lr: float, batch_size: int, o
     from weakseg.losses import SizeMatchedMaskLoss, size_matched_mask
     from weakseg.transforms import object_size
 
+    weak = simulated_annotations(dataset_dir, Path(output) / "annotations" / f"m{m}_s{seed}.json", seed,
+                                 kinds=("size",), num_masks=m, mask_unit="slice")
     sel = dict(bundle_root=output, dataset_dir=dataset_dir, download=False, synthetic_fallback=False,
-               num_annotated=m, subset_seed=seed, seed=seed)
+               annotation_file=weak, seed=seed)
     parser = load_bundle_parser("train.json", "pretrain.json", **sel)
     net = trained_network(parser, Path(output) / "output" / f"pretrain_m{m}_s{seed}" / "models" / "model.pt")
     data = {split: split_tensors(parser, split) for split in ("train", "val", "test")}

@@ -3,20 +3,22 @@ volumes, through the MONAI bundle."""
 
 import torch
 
+from .test_size_bundle import simulate
 from .test_train_bundle import mlflow_runs, run_bundle
 
 MLDS = ("train.json", "train_mlds.json")
 
 
-def test_mlds_with_mean_teacher_trains_and_saves_the_teacher(tmp_path, hippo_dir):
-    proc = run_bundle(tmp_path, "--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "2",
-                      "--max_train_volumes", "8", "--max_val_volumes", "2", "--num_masks", "2", "--box_fraction", "0.5",
+def test_mlds_with_mean_teacher_trains_and_saves_the_teacher(tmp_path, small_hippo):
+    weak = simulate(small_hippo, tmp_path / "k2_box0.5.json", "--num_masks", "2", "--box_fraction", "0.5")
+    proc = run_bundle(tmp_path, "--dataset_dir", str(small_hippo), "--download", "False", "--max_epochs", "2",
+                      "--annotation_file", str(weak), "--max_val_volumes", "2",
                       "--mean_teacher", "True", "--evaluate_teacher", "True", "--teacher_alpha", "0.9", config=MLDS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_hippocampus_mlds")
     (run,) = runs
     assert run.info.status == "FINISHED"
-    assert run.data.params["num_masks"] == "2" and run.data.params["mean_teacher"] == "True"
+    assert run.data.params["annotation_file"] == str(weak) and run.data.params["mean_teacher"] == "True"
     assert run.data.params["box_min_level"] == "1"  # the config's default
     dice = [m.value for m in client.get_metric_history(run.info.run_id, "val_mean_dice")]
     assert len(dice) == 2 and all(0 <= d <= 1 for d in dice)
@@ -29,17 +31,19 @@ def test_mlds_with_mean_teacher_trains_and_saves_the_teacher(tmp_path, hippo_dir
     assert max(diff) > 0
 
 
-def test_mean_teacher_alpha_out_of_range_is_a_clear_error(tmp_path, hippo_dir):
-    proc = run_bundle(tmp_path, "--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "1",
-                      "--max_train_volumes", "2", "--max_val_volumes", "1", "--mean_teacher", "True",
+def test_mean_teacher_alpha_out_of_range_is_a_clear_error(tmp_path, small_hippo):
+    weak = simulate(small_hippo, tmp_path / "weak.json", "--num_masks", "2")
+    proc = run_bundle(tmp_path, "--dataset_dir", str(small_hippo), "--download", "False", "--max_epochs", "1",
+                      "--annotation_file", str(weak), "--max_val_volumes", "1", "--mean_teacher", "True",
                       "--teacher_alpha", "1.5", config=MLDS)
     assert proc.returncode != 0
     assert "mean-teacher alpha must be in [0, 1), got 1.5" in proc.stderr
 
 
-def test_deep_supervision_without_teacher_and_masks_only_baseline(tmp_path, hippo_dir):
-    base = ("--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "1", "--max_train_volumes", "6",
-            "--max_val_volumes", "1", "--num_masks", "2")
+def test_deep_supervision_without_teacher_and_masks_only_baseline(tmp_path, small_hippo):
+    weak = simulate(small_hippo, tmp_path / "k2_box0.5.json", "--num_masks", "2", "--box_fraction", "0.5")
+    base = ("--dataset_dir", str(small_hippo), "--download", "False", "--max_epochs", "1", "--max_val_volumes", "1",
+            "--annotation_file", str(weak))
     proc = run_bundle(tmp_path, *base, "--box_min_level", "0", config=MLDS)  # the paper's boxes (default 1)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(tmp_path / "output" / "mlds_k2_box0.5_ds" / "models" / "checkpoint_last.pt", weights_only=True)
@@ -51,7 +55,7 @@ def test_deep_supervision_without_teacher_and_masks_only_baseline(tmp_path, hipp
     assert (tmp_path / "output" / "mlds_k2_box0.5_masks_only" / "models" / "model.pt").is_file()
 
 
-def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir):
+def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir, small_hippo):
     import json
     import shutil
 
@@ -59,8 +63,9 @@ def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir):
     import numpy as np
     import pytest
 
-    base = ("--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "2", "--max_train_volumes", "8",
-            "--max_val_volumes", "2", "--num_masks", "4")
+    weak = simulate(small_hippo, tmp_path / "k4_box0.5.json", "--num_masks", "4", "--box_fraction", "0.5")
+    base = ("--dataset_dir", str(small_hippo), "--download", "False", "--max_epochs", "2",
+            "--max_val_volumes", "2", "--annotation_file", str(weak))
     proc = run_bundle(tmp_path, *base, config=MLDS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = tmp_path / "output" / "mlds_k4_box0.5_ds" / "models" / "model.pt"
@@ -124,20 +129,17 @@ def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir):
     torch.testing.assert_close(torch.jit.load(str(tmp_path / "mlds.ts"))(x), net(x))
 
 
-def test_num_masks_all_on_the_command_line_gives_every_volume_a_mask(hippo_dir):
-    """``--num_masks all`` (MONAI drops ``None`` overrides from the command line, so "all" is the way to ask)."""
-    from monai.bundle import ConfigParser
+def test_num_masks_all_gives_every_case_a_mask_and_one_number_that_many(tmp_path, small_hippo):
+    import json
 
-    from .test_train_bundle import CONFIGS
+    from weakseg.annotations import load_weak_annotations
 
-    parser = ConfigParser()
-    parser.read_config([str(CONFIGS / n) for n in MLDS])
-    parser.update({"dataset_dir": str(hippo_dir), "download": False, "max_train_volumes": 12, "num_masks": "all"})
-    vols = parser.get_parsed_content("train#volumes")
-    assert len(vols) == 12 and {v["annotation"] for v in vols} == {"mask"}
-    assert parser.get_parsed_content("method").startswith("mlds_kall_")
-    parser["num_masks"] = 3
-    assert [v["annotation"] for v in parser.get_parsed_content("train#volumes", lazy=False)].count("mask") == 3
+    for n, expected in (("all", 11), ("3", 3)):
+        f = simulate(small_hippo, tmp_path / f"k{n}.json", "--num_masks", n)
+        ann = load_weak_annotations(f, dataset_dir=small_hippo)
+        masked = [c for c in ann.cases("training") if all(r["mask"] for r in c["slices"])]
+        assert len(masked) == expected and len(ann.cases("training")) == 11
+        assert json.loads(f.read_text())["simulated_from"]["num_masks"] == (n if n == "all" else int(n))
 
 
 def test_loss_options_reach_the_loss():

@@ -63,13 +63,17 @@ def test_torchrun_edpcnn(tmp_path, sunnybrook_dir):
         assert not any(k.startswith("module.") for k in ckpt["model"])
 
 
-def test_torchrun_keeps_the_method_network_and_its_handlers(tmp_path, hippo_dir):
+def test_torchrun_keeps_the_method_network_and_its_handlers(tmp_path, small_hippo):
     """Deep supervision + mean teacher, and the size stage with early stopping, under torchrun."""
     import torch
 
-    data = ("--dataset_dir", str(hippo_dir), "--download", "False", "--max_train_volumes", "8", "--max_val_volumes", "2")
+    from .test_size_bundle import simulate
+
+    weak = simulate(small_hippo, tmp_path / "k2_box0.5.json", "--num_masks", "2", "--box_fraction", "0.5")
+    data = ("--dataset_dir", str(small_hippo), "--download", "False", "--max_val_volumes", "2",
+            "--annotation_file", str(weak))
     steps = _torchrun(tmp_path / "mlds", ("train.json", "train_mlds.json", "multi_gpu_train.json"), 29535, *data,
-                      "--max_epochs", "2", "--num_masks", "2", "--mean_teacher", "True", "--iterations_per_epoch", "2")
+                      "--max_epochs", "2", "--mean_teacher", "True", "--iterations_per_epoch", "2")
     assert steps == {0: 4, 1: 4}
     ckpt = torch.load(tmp_path / "mlds" / "output" / "mlds_k2_box0.5_mt" / "models" / "checkpoint_last.pt",
                       weights_only=True)
@@ -83,6 +87,6 @@ def test_torchrun_keeps_the_method_network_and_its_handlers(tmp_path, hippo_dir)
     torch.save({"model": parser.get_parsed_content("network_def").state_dict()}, pre)
     steps = _torchrun(tmp_path / "size", ("train.json", "train_size.json", "multi_gpu_train.json"), 29536, *data,
                       "--pretrained_ckpt", str(pre), "--max_epochs", "30", "--early_stop_patience", "1")
-    parser.update({"dataset_dir": str(hippo_dir), "download": False, "max_train_volumes": 8})
+    parser.update({"dataset_dir": str(small_hippo), "download": False, "annotation_file": str(weak)})
     per_epoch = math.ceil(math.ceil(len(parser.get_parsed_content("train#slices")) / 2) / 64)
     assert steps[0] == steps[1] and 0 < steps[0] < 30 * per_epoch  # stopped early, both ranks together

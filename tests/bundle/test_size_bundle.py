@@ -1,13 +1,27 @@
-"""Two-stage size protocol through the bundle: pre-train on m annotated slices, fine-tune with sizes only."""
+"""Two-stage size protocol through the bundle: simulate the annotation file (sizes on every training slice, 32
+masks), pre-train on the masked slices, fine-tune with sizes only."""
+
+import subprocess
+import sys
 
 import torch
 
+from ..conftest import REPO
 from .test_train_bundle import mlflow_runs, run_bundle
 
 
-def test_pretrain_then_size_finetune(tmp_path, hippo_dir):
-    common = ["--dataset_dir", str(hippo_dir), "--download", "False", "--max_train_volumes", "8",
-              "--max_val_volumes", "2", "--num_annotated", "32", "--subset_seed", "1"]
+def simulate(data_dir, out, *args):
+    proc = subprocess.run([sys.executable, "-m", "weakseg.annotations", "simulate", "--dataset_dir", str(data_dir),
+                           "--out", str(out), *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_pretrain_then_size_finetune(tmp_path, small_hippo):
+    weak = simulate(small_hippo, tmp_path / "m32_s1.json", "--kinds", "size", "--num_masks", "32", "--mask_unit",
+                    "slice", "--mask_seed", "1")
+    common = ["--dataset_dir", str(small_hippo), "--download", "False", "--annotation_file", str(weak),
+              "--max_val_volumes", "2"]
     pre = run_bundle(tmp_path, *common, "--max_epochs", "2", "--samples_per_epoch", "128",
                      config=("train.json", "pretrain.json"))
     assert pre.returncode == 0, pre.stdout[-3000:] + pre.stderr[-3000:]
@@ -22,11 +36,11 @@ def test_pretrain_then_size_finetune(tmp_path, hippo_dir):
     assert set(by_method) == {"pretrain_m32_s1", "size_m32_s1_n2"}
     pre_run, size_run = by_method["pretrain_m32_s1"], by_method["size_m32_s1_n2"]
     assert pre_run.info.status == size_run.info.status == "FINISHED"
-    assert pre_run.data.params["num_annotated"] == "32" and pre_run.data.params["epoch_length"] == "2"
+    assert pre_run.data.params["annotation_file"] == str(weak) and pre_run.data.params["epoch_length"] == "2"
     p = size_run.data.params
-    assert p["num_annotated"] == "32" and p["num_samples"] == "2" and p["size_loss._target_"] == "weakseg.losses.SizeLoss"
+    assert p["num_samples"] == "2" and p["size_loss._target_"] == "weakseg.losses.SizeLoss"
     assert p["supervised_weight"] == "0.0" and p["noise_scale"] == "1.0"
-    assert p["pretrained_ckpt"].endswith("pretrain_m{}_s{}/models/model.pt'.format(@num_annotated or 'all', @subset_seed)")
+    assert p["pretrained_ckpt"].endswith("'/pretrain_{}/models/model.pt'.format(@annotation_name)")
     # E and IoU per epoch, epoch 0 being the pre-trained network
     e = client.get_metric_history(size_run.info.run_id, "val_size_error")
     iou = client.get_metric_history(size_run.info.run_id, "val_mean_iou")
@@ -57,54 +71,35 @@ def test_pretrain_then_size_finetune(tmp_path, hippo_dir):
     assert torch.load(tmp_path / "output" / "size_matched_m32_s1" / "models" / "model.pt", weights_only=True)
 
 
-def test_size_stage_training_items_hold_sizes_not_masks(hippo_dir):
-    from monai.bundle import ConfigParser
-
-    from weakseg.transforms import object_size
-
-    from ..conftest import CONFIGS
-
-    parser = ConfigParser()
-    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "train_size.json")])
-    parser.update({"dataset_dir": str(hippo_dir), "download": False, "max_train_volumes": 2})
-    items = parser.get_parsed_content("train#slices")
-    assert items and all("label" not in d and d["size"].shape == (1,) for d in items)
-    # the sizes are those of the masks the supervised config would have used
-    parser2 = ConfigParser()
-    parser2.read_config(str(CONFIGS / "train.json"))
-    parser2.update({"dataset_dir": str(hippo_dir), "download": False, "max_train_volumes": 2})
-    masks = torch.stack([torch.as_tensor(d["label"])[0] for d in parser2.get_parsed_content("train#slices")])
-    assert torch.equal(torch.cat([d["size"] for d in items]), object_size(masks).float())
-
-
-def test_mixed_supervision_keeps_exactly_the_pretraining_masks(hippo_dir):
-    from monai.bundle import ConfigParser
-
-    from ..conftest import CONFIGS
-
-    def parsed(*configs, **over):
-        parser = ConfigParser()
-        parser.read_config([str(CONFIGS / c) for c in configs])
-        parser.update({"dataset_dir": str(hippo_dir), "download": False, "max_train_volumes": 3, "num_annotated": 20,
-                       "subset_seed": 4, **over})
-        return parser.get_parsed_content("train#slices")
-
-    pre = parsed("train.json", "pretrain.json")
-    items = parsed("train.json", "train_size.json", supervised_weight=1.0)
-    flagged = [d for d in items if d["annotated"] == 1]
-    assert len(pre) == len(flagged) == 20
-    for a, b in zip(pre, flagged):  # the same slices, in order, with the same masks
-        assert torch.equal(torch.as_tensor(a["image"]), torch.as_tensor(b["image"]))
-        assert torch.equal(torch.as_tensor(a["label"]), torch.as_tensor(b["label"]))
-    assert all(float(torch.as_tensor(d["label"]).abs().sum()) == 0 for d in items if d["annotated"] == 0)
-    # sizes still come from the real masks of every slice
-    assert sum(float(d["size"][0]) > 0 for d in items if d["annotated"] == 0) > 20
-
-
-def test_size_stage_rejects_mismatched_checkpoint(tmp_path, hippo_dir):
+def test_size_stage_rejects_mismatched_checkpoint(tmp_path, small_hippo):
     bad = tmp_path / "bad.pt"
     torch.save({"conv.weight": torch.zeros(3)}, bad)
-    proc = run_bundle(tmp_path, "--dataset_dir", str(hippo_dir), "--download", "False", "--max_train_volumes", "2",
-                      "--max_val_volumes", "1", "--pretrained_ckpt", str(bad), config=("train.json", "train_size.json"))
+    weak = simulate(small_hippo, tmp_path / "weak.json", "--kinds", "size")
+    proc = run_bundle(tmp_path, "--dataset_dir", str(small_hippo), "--download", "False", "--annotation_file",
+                      str(weak), "--max_val_volumes", "1", "--pretrained_ckpt", str(bad),
+                      config=("train.json", "train_size.json"))
     assert proc.returncode != 0
     assert "bad.pt' does not match the network UNet" in proc.stderr
+
+
+def test_weak_methods_refuse_missing_or_unusable_annotation_files_before_training(tmp_path, small_hippo):
+    size = ("train.json", "train_size.json")
+    base = ("--dataset_dir", str(small_hippo), "--download", "False", "--max_val_volumes", "1")
+    proc = run_bundle(tmp_path, *base, config=size)
+    assert proc.returncode != 0 and "no annotation file: weak-supervision methods read" in proc.stderr
+    assert "python -m weakseg.annotations simulate" in proc.stderr
+    boxes = simulate(small_hippo, tmp_path / "boxes.json", "--kinds", "boxes,classes", "--box_fraction", "1")
+    proc = run_bundle(tmp_path, *base, "--annotation_file", str(boxes), config=size)
+    assert proc.returncode != 0
+    assert "the size method needs 'size' on every training slice; this one has ['boxes', 'classes']" in proc.stderr
+    proc = run_bundle(tmp_path, *base, "--annotation_file", str(boxes), config=("train.json", "pretrain.json"))
+    assert proc.returncode != 0 and "pre-training method needs ['mask'] on some training slice" in proc.stderr
+    # nothing was trained, and no run was left RUNNING
+    assert not (tmp_path / "output" / "size_boxes_n1" / "models").exists()
+    db = tmp_path / "output" / "mlruns.db"
+    if db.exists():
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+        runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+        assert all(r.info.status != "RUNNING" for r in runs)

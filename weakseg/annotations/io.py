@@ -19,6 +19,7 @@ __all__ = [
     "KINDS",
     "AnnotationError",
     "WeakAnnotations",
+    "annotation_name",
     "image_geometry",
     "load_weak_annotations",
     "schema_path",
@@ -88,7 +89,7 @@ class WeakAnnotations:
 
     Attributes:
         path: the file.
-        name: its ``name`` (default: the file name without ``.json``), used in run names.
+        name: the file name without ``.json`` (:func:`annotation_name`), used in run names.
         labels: class id -> class name (0 is the background).
         sections: ``"training"`` / ``"validation"`` / ``"test"`` -> cases. A case is a dict with ``id``, ``image``
             (absolute path), ``label`` (absolute path, when given), ``ndim`` (2 or 3), ``slice_axis`` (3D) and
@@ -151,6 +152,14 @@ class WeakAnnotations:
             raise AnnotationError(f"{self.path}: the {method} method needs {anyk} on some {section} slice; "
                                   f"the file has only {sorted(self.kinds(section)) or 'no annotations'}")
         return self
+
+
+def annotation_name(path: str | os.PathLike | None) -> str:
+    """The name runs trained from an annotation file carry: its file name without ``.json`` (read without opening
+    the file, so that a model can be evaluated on other data under the name it was trained with)."""
+    if path is None or path == "":
+        load_weak_annotations(None)  # the error that says how to make one
+    return Path(path).name.removesuffix(".json")
 
 
 def _where(path: Path, case: str, index: int | None = None, fld: str | None = None) -> str:
@@ -340,7 +349,7 @@ def load_weak_annotations(path: str | os.PathLike | None, dataset_dir: str | os.
     if axis0 not in (0, 1, 2):
         raise AnnotationError(f"{path}: field 'slice_axis' must be 0, 1 or 2, got {axis0!r}")
     base = Path(dataset_dir).expanduser() if dataset_dir is not None else path.parent
-    out = WeakAnnotations(path=path, name=str(desc.get("name") or path.name.removesuffix(".json")), labels=labels)
+    out = WeakAnnotations(path=path, name=annotation_name(path), labels=labels)
     seen: dict[str, str] = {}
     for section in SECTIONS:
         if section not in desc:

@@ -143,7 +143,7 @@ def simulate_weak_annotations(
         raise ValueError(f"mask_unit must be 'case' or 'slice', got {mask_unit!r}")
     if not 0.0 <= float(box_fraction) <= 1.0:
         raise ValueError(f"box_fraction must be in [0, 1], got {box_fraction}")
-    base = Path(os.path.abspath(Path(base_dir).expanduser()))
+    base = Path(base_dir).expanduser().resolve()  # as load_msd_datalist resolves the data folder
     train = list(sections.get("training", []))
     if not train:
         raise ValueError("simulate_weak_annotations: no training cases")
