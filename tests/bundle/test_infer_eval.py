@@ -104,8 +104,13 @@ def test_verify_and_torchscript_export(tmp_path, trained):
 
 
 def test_evaluate_on_top_of_the_size_config(tmp_path, hippo_dir, trained):
+    """A weak method's model is scored on the split of its annotation file, in the run folder named after it."""
+    from .test_size_bundle import simulate
+
+    weak = simulate(hippo_dir, tmp_path / "m64_s0.json", "--kinds", "size", "--num_masks", "64", "--mask_unit", "slice")
     proc = run_bundle(tmp_path, "--dataset_dir", str(hippo_dir), "--download", "False", "--eval_split", "val",
-                      "--ckpt_path", str(trained), config=("train.json", "train_size.json", "evaluate.json"),
+                      "--annotation_file", str(weak), "--ckpt_path", str(trained),
+                      config=("train.json", "train_size.json", "evaluate.json"),
                       run_id="evaluating")
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "output" / "size_m64_s0_n1" / "eval_val" / "metrics.json").read_text())
