@@ -150,14 +150,9 @@ def simulate_weak_annotations(
     slicer = SliceVolume(axis=slice_axis, min_foreground=min_foreground)
     none = num_masks is None or (isinstance(num_masks, int) and num_masks == 0)
     # which cases get boxes (and, per case, masks): the choice of assign_annotations
-    if mask_unit == "case":
-        if none:
-            perm = np.random.RandomState(seed + 1).permutation(len(train))
-            boxed = set(perm[: int(round(box_fraction * len(train)))].tolist())
-            kind_of = ["box" if i in boxed else "image" for i in range(len(train))]
-        else:
-            kind_of = [a["annotation"] for a in assign_annotations(train, num_masks, box_fraction, seed=seed)]
-    else:
+    if mask_unit == "case" and not none:
+        kind_of = [a["annotation"] for a in assign_annotations(train, num_masks, box_fraction, seed=seed)]
+    else:  # no case keeps its mask: the box choice of assign_annotations over every case
         perm = np.random.RandomState(seed + 1).permutation(len(train))
         boxed = set(perm[: int(round(box_fraction * len(train)))].tolist())
         kind_of = ["box" if i in boxed else "image" for i in range(len(train))]
