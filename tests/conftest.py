@@ -58,3 +58,32 @@ def small_msd_copy(root: Path, num_cases: int = 16) -> Path:
 def small_hippo(tmp_path_factory, hippo_dir) -> Path:
     """16 real hippocampus cases in MSD layout (11 train / 2 val / 3 test with the bundle's split)."""
     return small_msd_copy(tmp_path_factory.mktemp("small_hippo"))
+
+
+def generic_2d_folder(root: Path, num_images: int = 36, size: int = 64) -> Path:
+    """A dataset in the generic 2D layout made from the real COVID-QU-Ex X-rays: ``images/*.png`` and
+    ``masks/*.png`` (lung masks, 0/255), downsampled to ``size`` x ``size``, plus ``labels.json`` naming the
+    classes. Natural-sorted COVID-19 images first, then Normal."""
+    import json
+
+    from PIL import Image
+
+    base = require(COVID / "Infection Segmentation Data") / "Test"
+    files = sorted((base / "COVID-19" / "images").glob("*.png"))[: num_images * 2 // 3]
+    files += sorted((base / "Normal" / "images").glob("*.png"))[: num_images - len(files)]
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    for f in files:
+        name = f.name.replace(" ", "_").replace("(", "").replace(")", "")
+        with Image.open(f) as im:
+            im.convert("L").resize((size, size), Image.BILINEAR).save(root / "images" / name)
+        with Image.open(f.parent.parent / "lung masks" / f.name) as m:
+            m.convert("L").resize((size, size), Image.NEAREST).save(root / "masks" / name)
+    (root / "labels.json").write_text(json.dumps({"0": "background", "1": "lung"}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def lung_folder(tmp_path_factory) -> Path:
+    """36 real chest X-rays with lung masks at 64 x 64 in the generic ``images/`` + ``masks/`` layout."""
+    return generic_2d_folder(tmp_path_factory.mktemp("lung_folder"))

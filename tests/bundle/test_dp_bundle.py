@@ -1,15 +1,31 @@
-"""train_dp.json: EDPCNN through the MONAI bundle on the real Sunnybrook slices, MLflow logging, bad input."""
+"""train_dp.json: EDPCNN through the MONAI bundle on the real Sunnybrook slices, from an annotation file (the 10
+masked training slices, the centre clicks of the validation and test slices), MLflow logging, bad input."""
 
+import json
+
+import pytest
 import torch
 
+from .test_size_bundle import simulate
 from .test_train_bundle import mlflow_runs, run_bundle
 
 DP_CONFIG = ("train.json", "train_dp.json")
 
 
-def test_edpcnn_bundle_trains_validates_and_logs(tmp_path, sunnybrook_dir):
+def lv_annotations(sunnybrook_dir, out):
+    """10 masked training slices (the telescopic choice), centres on every slice, split by patient 2/1/1."""
+    return simulate(sunnybrook_dir, out, "--kinds", "centre", "--num_masks", "10", "--mask_unit", "slice",
+                    "--split_fractions", "0.5,0.25,0.25")
+
+
+@pytest.fixture(scope="module")
+def lv_n10(tmp_path_factory, sunnybrook_dir):
+    return lv_annotations(sunnybrook_dir, tmp_path_factory.mktemp("lv") / "lv_n10.json")
+
+
+def test_edpcnn_bundle_trains_validates_and_logs(tmp_path, sunnybrook_dir, lv_n10):
     proc = run_bundle(tmp_path, "--dataset_dir", str(sunnybrook_dir), "--max_epochs", "2", "--val_interval", "1",
-                      "--num_train_slices", "10", "--num_samples", "2", "--delta", "3", config=DP_CONFIG)
+                      "--annotation_file", str(lv_n10), "--num_samples", "2", "--delta", "3", config=DP_CONFIG)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
     assert len(runs) == 1
@@ -24,14 +40,14 @@ def test_edpcnn_bundle_trains_validates_and_logs(tmp_path, sunnybrook_dir):
     assert len(dice) == 2 and all(0.0 <= d <= 1.0 for d in dice)
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"val_overlays_best.png", "learning_curves.png", "model.pt"} <= arts
-    models = tmp_path / "output" / "edpcnn" / "models"
+    models = tmp_path / "output" / "edpcnn_lv_n10" / "models"
     last = torch.load(models / "checkpoint_last.pt", weights_only=True)
     assert {"model", "optimizer", "approximator", "approximator_optimizer", "trainer"} <= set(last)
     assert last["trainer"]["iteration"] == 2 and last["trainer"]["max_epochs"] == 2
 
 
-def test_pattern_radius_too_large_is_a_clear_error(tmp_path, sunnybrook_dir):
-    proc = run_bundle(tmp_path, "--dataset_dir", str(sunnybrook_dir), "--max_epochs", "1", "--num_train_slices", "10",
+def test_pattern_radius_too_large_is_a_clear_error(tmp_path, sunnybrook_dir, lv_n10):
+    proc = run_bundle(tmp_path, "--dataset_dir", str(sunnybrook_dir), "--max_epochs", "1", "--annotation_file", str(lv_n10),
                       "--num_samples", "1", "--radius", "100", config=DP_CONFIG)
     assert proc.returncode != 0
     assert "star pattern radius 100 px does not fit a 160x160 image" in proc.stderr
@@ -39,12 +55,12 @@ def test_pattern_radius_too_large_is_a_clear_error(tmp_path, sunnybrook_dir):
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
-def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunnybrook_dir):
+def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunnybrook_dir, lv_n10):
     args = ("--dataset_dir", str(sunnybrook_dir), "--max_epochs", "1", "--val_interval", "1",
-            "--num_train_slices", "10", "--num_samples", "1")
+            "--annotation_file", str(lv_n10), "--num_samples", "1")
     proc = run_bundle(tmp_path, *args, config=DP_CONFIG)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt"),
+    proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn_lv_n10" / "models" / "model_final.pt"),
                       config=DP_CONFIG + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
@@ -52,7 +68,7 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     from weakseg.data import load_sunnybrook_datalist, split_by_patient
 
     test_ids = [it["id"] for it in split_by_patient(load_sunnybrook_datalist(sunnybrook_dir), (0.5, 0.25, 0.25), 0)["test"]]
-    eval_dir = tmp_path / "output" / "edpcnn" / "eval_test"
+    eval_dir = tmp_path / "output" / "edpcnn_lv_n10" / "eval_test"
     summary = json.loads((eval_dir / "metrics.json").read_text())
     assert {"test_dice", "test_assd_mm", "test_hd_mm"} <= set(summary["metrics"])
     rows = (eval_dir / "test_dice_raw.csv").read_text().strip().splitlines()
@@ -77,7 +93,7 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     centres = {"lv_a.nii.gz": [[k, cen[k][0], cen[k][1]] for k in (0, 2, 3)], "lv_b.nii.gz": []}
     (in_dir / "centres.json").write_text(json.dumps(centres))
     pred_dir = tmp_path / "pred"
-    proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt"),
+    proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn_lv_n10" / "models" / "model_final.pt"),
                       "--input_dir", str(in_dir), "--prediction_dir", str(pred_dir),
                       config=DP_CONFIG + ("inference.json", "inference_dp.json"), run_id="inferring")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -95,8 +111,45 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
                 assert not seg[..., k].any()
         assert (pred_dir / f"{name}_montage.png").is_file()
     (in_dir / "centres.json").write_text(json.dumps({"lv_a.nii.gz": [[9, 10, 10]], "lv_b.nii.gz": []}))
-    proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt"),
+    proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn_lv_n10" / "models" / "model_final.pt"),
                       "--input_dir", str(in_dir), "--prediction_dir", str(tmp_path / "pred2"),
                       config=DP_CONFIG + ("inference.json", "inference_dp.json"), run_id="inferring")
     assert proc.returncode != 0
     assert "lv_a.nii.gz: centre (slice 9, row 10, col 10) is outside the volume" in proc.stderr
+
+
+def test_unet_baseline_and_edpcnn_are_scored_with_the_clicks_of_the_annotation_file(tmp_path, sunnybrook_dir, lv_n10):
+    """The EDPCNN paper's U-Net baseline (BCE, the thresholded component that holds the click) and EDPCNN, trained on
+    the same 10 slices and evaluated on the held-out patient with the centres read from the file."""
+    from weakseg.data import load_sunnybrook_datalist, split_by_patient
+
+    args = ("--dataset_dir", str(sunnybrook_dir), "--max_epochs", "2", "--val_interval", "1",
+            "--annotation_file", str(lv_n10), "--num_samples", "1")
+    unet = DP_CONFIG + ("train_dp_unet.json",)
+    for config in (DP_CONFIG, unet):
+        proc = run_bundle(tmp_path, *args, config=config)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        proc = run_bundle(tmp_path, *args, config=config + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    test = split_by_patient(load_sunnybrook_datalist(sunnybrook_dir), (0.5, 0.25, 0.25), 0)["test"]
+    client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
+    by_method = {r.data.tags["method"]: r for r in runs}
+    assert {m: r.info.status for m, r in by_method.items()} == {
+        m: "FINISHED" for m in ("edpcnn_lv_n10", "edpcnn_unet_lv_n10", "eval_edpcnn_lv_n10", "eval_edpcnn_unet_lv_n10")}
+    assert by_method["edpcnn_unet_lv_n10"].data.params["train.trainer._target_"] == "SupervisedTrainer"
+    for method in ("edpcnn_lv_n10", "edpcnn_unet_lv_n10"):
+        res = json.loads((tmp_path / "output" / method / "eval_test" / "metrics.json").read_text())
+        assert len(res["per_case"]) == len(test) and 0 <= res["metrics"]["test_dice"] <= 1
+        assert by_method["eval_" + method].data.metrics["test_dice"] == pytest.approx(res["metrics"]["test_dice"])
+    last = torch.load(tmp_path / "output" / "edpcnn_unet_lv_n10" / "models" / "checkpoint_last.pt", weights_only=True)
+    assert "approximator" not in last  # the baseline has no DP approximator
+
+    # the clicks come from the file: a test slice without one is refused, naming it
+    desc = json.loads(lv_n10.read_text())
+    del desc["test"][3]["centre"]
+    bad = tmp_path / "lv_n10.json"
+    bad.write_text(json.dumps(desc))
+    proc = run_bundle(tmp_path, *args[:-4], "--annotation_file", str(bad), "--dataset_dir", str(sunnybrook_dir),
+                      config=DP_CONFIG + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
+    assert proc.returncode != 0
+    assert f"case '{desc['test'][3]['id']}' has no 'centre' in the annotation file" in proc.stderr

@@ -53,9 +53,9 @@ def test_evaluate_all_cases_of_a_folder(tmp_path, hippo_dir, trained):
     ev = tmp_path / "output" / "supervised" / "eval_all"
     res = json.loads((ev / "metrics.json").read_text())
     assert [r["case"].split("/")[-1] for r in res["per_case"]] == names
-    assert (ev / "test_dice3d_raw.csv").exists() and (ev / "metrics.csv").exists()
-    dice = [r["test_dice3d"] for r in res["per_case"]]
-    assert res["metrics"]["test_dice3d"] == pytest.approx(np.mean(dice), abs=1e-6)
+    assert (ev / "dice_raw.csv").exists() and (ev / "metrics.csv").exists()
+    dice = [r["dice"] for r in res["per_case"]]
+    assert res["metrics"]["dice"] == pytest.approx(np.mean(dice), abs=1e-6)
 
     # independent check: the inference config's NIfTI outputs give the same per-case 3D Dice
     out = tmp_path / "pred"
@@ -71,7 +71,7 @@ def test_evaluate_all_cases_of_a_folder(tmp_path, hippo_dir, trained):
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
     run = [r for r in runs if r.data.tags.get("method") == "eval_supervised"][0]
     assert run.info.status == "FINISHED" and run.data.params["eval_split"] == "all"
-    assert run.data.metrics["test_dice3d"] == pytest.approx(res["metrics"]["test_dice3d"])
+    assert run.data.metrics["dice"] == pytest.approx(res["metrics"]["dice"])
     assert "metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
@@ -114,7 +114,7 @@ def test_evaluate_on_top_of_the_size_config(tmp_path, hippo_dir, trained):
                       run_id="evaluating")
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "output" / "size_m64_s0_n1" / "eval_val" / "metrics.json").read_text())
-    assert len(res["per_case"]) == 21 and 0 <= res["metrics"]["test_dice3d"] <= 1
+    assert len(res["per_case"]) == 21 and 0 <= res["metrics"]["dice"] <= 1
 
 
 def test_onnx_export_matches_pytorch(tmp_path, trained):

@@ -85,7 +85,7 @@ def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir, small_h
     ev = tmp_path / "output" / "mlds_k4_box0.5_ds" / "eval_all"
     res = json.loads((ev / "metrics.json").read_text())
     assert [r["case"].split("/")[-1] for r in res["per_case"]] == names
-    header = (ev / "test_dice3d_raw.csv").read_text().splitlines()[0].split(",")
+    header = (ev / "dice_raw.csv").read_text().splitlines()[0].split(",")
     assert header == ["filename", "class0", "class1", "mean"]  # one column per foreground class (head, body)
 
     out = tmp_path / "pred"
@@ -103,7 +103,7 @@ def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir, small_h
         assert set(np.unique(seg).tolist()) <= {0, 1, 2}
         # independent check: the 3D Dice of the written labels per class (head, body) = the evaluated values
         d = [2 * ((seg == c) & (gt == c)).sum() / ((seg == c).sum() + (gt == c).sum()) for c in (1, 2)]
-        assert d == pytest.approx(r["test_dice3d"], abs=1e-5)
+        assert d == pytest.approx(r["dice"], abs=1e-5)
         assert len(d) == 2
 
     # TorchScript export of the method's network: the eval-mode U-Net, deep-supervision heads left out

@@ -49,16 +49,19 @@ def test_torchrun_edpcnn(tmp_path, sunnybrook_dir):
     """train_dp.json under torchrun: the DDP network and the synchronised approximator, one MLflow run."""
     import torch
 
+    from .test_dp_bundle import lv_annotations
+
+    weak = lv_annotations(sunnybrook_dir, tmp_path / "lv_n10.json")
     steps = _torchrun(tmp_path, ("train.json", "train_dp.json", "multi_gpu_train.json"), 29534,
                       "--dataset_dir", str(sunnybrook_dir), "--max_epochs", "2", "--val_interval", "1",
-                      "--num_train_slices", "10", "--num_samples", "2")
+                      "--annotation_file", str(weak), "--num_samples", "2")
     assert steps == {0: 2, 1: 2}  # 10 slices, 5 per rank, batch 10: one step per epoch
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert len(client.get_metric_history(runs[0].info.run_id, "val_mean_dice")) == 2
-    last = torch.load(tmp_path / "output" / "edpcnn" / "models" / "checkpoint_last.pt", weights_only=True)
+    last = torch.load(tmp_path / "output" / "edpcnn_lv_n10" / "models" / "checkpoint_last.pt", weights_only=True)
     assert {"model", "approximator", "approximator_optimizer"} <= set(last)
-    final = torch.load(tmp_path / "output" / "edpcnn" / "models" / "model_final.pt", weights_only=True)
+    final = torch.load(tmp_path / "output" / "edpcnn_lv_n10" / "models" / "model_final.pt", weights_only=True)
     for ckpt in (last, final):  # loadable into the plain network
         assert not any(k.startswith("module.") for k in ckpt["model"])
 

@@ -34,7 +34,7 @@ def test_hippocampus_combined_loss_with_linear_schedule(tmp_path, hippo_dir):
                       run_id="evaluating")
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "output" / run.data.tags["method"] / "eval_val" / "metrics.json").read_text())
-    assert len(res["per_case"]) == 21 and 0 <= res["metrics"]["test_dice3d"] <= 1
+    assert len(res["per_case"]) == 21 and 0 <= res["metrics"]["dice"] <= 1
 
 
 def test_covid_attention_unet_lovasz(tmp_path, covid_dir):

@@ -136,3 +136,35 @@ def test_missing_files_are_named(sunnybrook_dir, tmp_path):
         load_sunnybrook_datalist(root)
     with pytest.raises(FileNotFoundError, match="link.csv"):
         SunnybrookSource(tmp_path / "nowhere")
+
+
+def test_annotation_file_slices_equal_the_datalist_slices(tmp_path, sunnybrook_dir, items):
+    """simulate -> file -> lv_slices: the same images, masks and split as the Sunnybrook datalist; the 10 masked
+    training slices are the telescopic subset EDPCNN used to draw; the recorded clicks, moved by the crop, are the
+    masks' centroids (to the file's 3 decimals), and a hand-moved click is honoured."""
+    from weakseg.annotations import dataset_sections, load_weak_annotations, simulate_weak_annotations
+    from weakseg.data import crop_offset, telescopic_subset
+
+    sections, labels = dataset_sections(sunnybrook_dir, (0.5, 0.25, 0.25), 0)
+    desc = simulate_weak_annotations(sections, sunnybrook_dir, labels, kinds=["centre"], num_masks=10,
+                                     mask_unit="slice", out=tmp_path / "lv.json")
+    ann = load_weak_annotations(tmp_path / "lv.json", dataset_dir=sunnybrook_dir)
+    split = split_by_patient(items, (0.5, 0.25, 0.25), 0)
+    assert [c["id"] for c in ann.splits["test"]] == [it["id"] for it in split["test"]]
+    masked = [c["id"] for c in ann.splits["train"] if c["slices"][0]["mask"]]
+    assert masked == [it["id"] for it in telescopic_subset(split["train"], 10, seed=0)]
+
+    ref = lv_slices(split["test"], (160, 160))
+    got = lv_slices(ann.splits["test"], (160, 160), centres="file")
+    assert len(got) == len(ref) == 18
+    for a, b in zip(got, ref):
+        assert a["id"] == b["id"] and torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+        assert a["centre"].tolist() == pytest.approx(b["centre"].tolist(), abs=1e-3)
+    # a click moved by hand by (+5, -7) pixels moves the centre by the same amount
+    case = dict(ann.splits["test"][0], slices=[dict(ann.splits["test"][0]["slices"][0])])
+    r, c = case["slices"][0]["centre"]
+    case["slices"][0]["centre"] = (r + 5, c - 7)
+    (moved,) = lv_slices([case], (160, 160), centres="file")
+    assert moved["centre"].tolist() == pytest.approx([float(ref[0]["centre"][0]) + 5, float(ref[0]["centre"][1]) - 7], abs=1e-3)
+    assert crop_offset((256, 256), (160, 160)) == (-48, -48) and crop_offset((150, 151), (160, 160)) == (5, 4)
+    assert desc["test"][0]["centre"] == pytest.approx([r, c])

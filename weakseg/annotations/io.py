@@ -376,6 +376,15 @@ def load_weak_annotations(path: str | os.PathLike | None, dataset_dir: str | os.
     return out
 
 
+def _geometry(image: str, where: Any) -> tuple[tuple[int, ...], tuple[float, ...] | None]:
+    try:
+        return image_geometry(image)
+    except AnnotationError as e:
+        raise AnnotationError(f"{where('image')}: {e}") from None
+    except Exception as e:
+        raise AnnotationError(f"{where('image')}: cannot read '{image}': {type(e).__name__}: {e}") from e
+
+
 def _case(entry: dict, cid: str, section: str, path: Path, base: Path, labels, axis0: int,
           allow_outside: bool) -> dict[str, Any]:
     def where(fld=None, index=None):
@@ -389,20 +398,24 @@ def _case(entry: dict, cid: str, section: str, path: Path, base: Path, labels, a
     if section != "training":
         if "label" not in case:
             raise AnnotationError(f"{where('label')}: missing; {section} cases need a mask to be scored")
-        extra = set(entry) & (_CASE_KEYS - {"id", "image", "label"})
+        extra = set(entry) & (_CASE_KEYS - {"id", "image", "label", "centre"})
         if extra:
-            raise AnnotationError(f"{where(sorted(extra)[0])}: weak labels belong to 'training' cases, not {section}")
+            raise AnnotationError(f"{where(sorted(extra)[0])}: weak labels belong to 'training' cases, not {section} "
+                                  "(only a 'centre' click, an input of click-based methods, may be given)")
         case["slices"] = []
+        if "centre" in entry:  # the click a user gives at test time
+            shape = _geometry(case["image"], where)[0]
+            if len(shape) != 2:
+                raise AnnotationError(f"{where('centre')}: a centre on a {section} case needs a 2D image, got shape "
+                                      f"{shape}")
+            case["ndim"] = 2
+            case["slices"] = [{"index": None, **_record({"centre": entry["centre"]}, shape, None, labels, True,
+                                                         lambda f: where(f), {"centre"})}]
         return case
     unknown = set(entry) - _CASE_KEYS
     if unknown:
         raise AnnotationError(f"{where(sorted(unknown)[0])}: unknown field; expected some of {sorted(_CASE_KEYS)}")
-    try:
-        shape, spacing = image_geometry(case["image"])
-    except AnnotationError as e:
-        raise AnnotationError(f"{where('image')}: {e}") from None
-    except Exception as e:
-        raise AnnotationError(f"{where('image')}: cannot read '{case['image']}': {type(e).__name__}: {e}") from e
+    shape, spacing = _geometry(case["image"], where)
     ndim = len(shape)
     if ndim not in (2, 3):
         raise AnnotationError(f"{where('image')}: expected a 2D image or a 3D volume, got shape {shape}")

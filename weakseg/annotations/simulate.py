@@ -31,11 +31,21 @@ logger = logging.getLogger("weakseg.annotations")
 SIM_KINDS = ("size", "boxes", "classes", "centre")
 
 
-def read_label(path: str | os.PathLike) -> np.ndarray:
+def read_label(path: str | os.PathLike, image: str | os.PathLike | None = None) -> np.ndarray:
     """A label file as an integer array in the orientation MONAI's ``LoadImage`` gives (NIfTI voxel axes; PNG/JPEG
-    rows, columns, with 255 read as 1 for {0, 255} masks)."""
+    rows, columns, with 255 read as 1 for {0, 255} masks). A ``.txt`` file is a Sunnybrook polygon contour, filled
+    on the grid of its ``image`` (:class:`weakseg.data.LoadLVSliced`)."""
     path = str(path)
     low = path.lower()
+    if low.endswith(".txt"):
+        from weakseg.annotations.io import image_geometry
+        from weakseg.data.sunnybrook import read_contour
+        from weakseg.transforms.contour import polygon_to_mask
+
+        if image is None:
+            raise ValueError(f"contour file '{path}' needs its image to be filled")
+        shape = image_geometry(image)[0]
+        return polygon_to_mask(torch.as_tensor(read_contour(path)), shape).numpy().astype(np.int64)
     if low.endswith((".nii", ".nii.gz")):
         import nibabel as nib
 
@@ -161,7 +171,7 @@ def simulate_weak_annotations(
         if "label" not in item:
             raise ValueError(f"training case {item.get('image')} has no label to simulate annotations from")
         try:
-            lab = read_label(item["label"])
+            lab = read_label(item["label"], item["image"])
         except Exception as e:
             raise ValueError(f"cannot read the label of case '{_case_id(item)}' ({item['label']}): {e}") from e
         if lab.ndim == 4 and lab.shape[-1] == 1:
@@ -219,8 +229,14 @@ def simulate_weak_annotations(
     }
     for sec in ("validation", "test"):
         if sections.get(sec):
-            desc[sec] = [{"id": _case_id(it), "image": _rel(it["image"], base), "label": _rel(it["label"], base)}
-                         for it in sections[sec]]
+            desc[sec] = []
+            for it in sections[sec]:
+                entry = {"id": _case_id(it), "image": _rel(it["image"], base), "label": _rel(it["label"], base)}
+                if "centre" in kinds:  # the click of a 2D case, an input of click-based methods
+                    lab = read_label(it["label"], it["image"])
+                    if lab.ndim == 2 and (lab > 0).any():
+                        entry.update(derive_slice_annotations(lab, ("centre",), border_is_background))
+                desc[sec].append(entry)
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,43 +246,24 @@ def simulate_weak_annotations(
     return desc
 
 
-_IMAGE_EXT = (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def _folder_pairs(root: Path) -> list[dict[str, str]]:
-    """``images/`` + ``labels/`` (or ``masks/``) with the same file names."""
-    img_dir = root / "images"
-    lab_dir = next((root / n for n in ("labels", "masks") if (root / n).is_dir()), None)
-    if not img_dir.is_dir() or lab_dir is None:
-        raise FileNotFoundError(f"{root}: expected an MSD folder (dataset.json) or images/ with labels/ (or masks/)")
-    items = []
-    for img in sorted(p for p in img_dir.iterdir() if p.name.lower().endswith(_IMAGE_EXT)):
-        lab = lab_dir / img.name
-        if not lab.is_file():
-            raise FileNotFoundError(f"image {img} has no label: expected {lab}")
-        items.append({"image": str(img.resolve()), "label": str(lab.resolve())})
-    if not items:
-        raise FileNotFoundError(f"no images ({', '.join(_IMAGE_EXT)}) in {img_dir}")
-    return items
-
-
 def dataset_sections(dataset_dir: str | os.PathLike, fractions: Sequence[float] = (0.7, 0.1, 0.2),
                      seed: int = 0) -> tuple[dict[str, list[dict]], dict[int, str]]:
     """The labelled cases of a data folder split by case into ``training`` / ``validation`` / ``test`` (the split of
     :func:`weakseg.data.split_by_volume`), and its class names. ``dataset_dir``: an MSD-layout folder
-    (``dataset.json``, its ``"training"`` list and ``"labels"``) or a folder with ``images/`` and ``labels/`` (or
-    ``masks/``) holding files of the same names (2D or 3D)."""
-    from weakseg.data.msd import load_msd_datalist, split_by_volume
+    (``dataset.json``, its ``"training"`` list and ``"labels"``), a folder with ``images/`` and ``labels/`` (or
+    ``masks/``) holding files of the same names (2D or 3D), or the Sunnybrook layout (``link.csv``; split by
+    patient, each slice a case whose label is its contour file)."""
+    from weakseg.data.msd import load_dataset_labels, load_folder_datalist, load_msd_datalist, split_by_volume
 
     root = Path(dataset_dir).expanduser()
-    labels = None
-    if (root / "dataset.json").is_file():
-        items = load_msd_datalist(root, "training")
-        desc = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
-        if isinstance(desc.get("labels"), dict):
-            labels = {int(k): str(v) for k, v in desc["labels"].items()}
-    else:
-        items = _folder_pairs(root)
+    if (root / "link.csv").is_file():  # Sunnybrook: DICOM slices with contour files, split by patient
+        from weakseg.data.sunnybrook import SunnybrookSource, split_by_patient
+
+        src = SunnybrookSource(root)
+        items = [{"id": it["id"], "image": it["image"], "label": it["contour"], "patient": it["patient"]}
+                 for it in src.datalist()]
+        split = split_by_patient(items, fractions, seed)
+        return {"training": split["train"], "validation": split["val"], "test": split["test"]}, src.labels
+    items = load_msd_datalist(root, "training") if (root / "dataset.json").is_file() else load_folder_datalist(root)
     split = split_by_volume(items, fractions, seed)
-    return {"training": split["train"], "validation": split["val"], "test": split["test"]}, labels or {
-        0: "background", 1: "foreground"}
+    return {"training": split["train"], "validation": split["val"], "test": split["test"]}, load_dataset_labels(root)

@@ -148,6 +148,11 @@ class CovidQUExSource:
     def data_tag(self) -> str:
         return "real"
 
+    @property
+    def labels(self) -> dict[int, str]:
+        """Class id -> name: the background and the masked structure (``mask``)."""
+        return {0: "background", 1: self.mask}
+
     def datalist(self, section: str | None = None) -> list[dict[str, str]]:
         """All images of the configured split (``section`` is accepted for interface compatibility: a Kaggle
         split name such as "Train" replaces the configured one)."""

@@ -15,6 +15,8 @@ import torch
 __all__ = [
     "MSDSource",
     "load_msd_datalist",
+    "load_folder_datalist",
+    "load_dataset_labels",
     "split_by_volume",
     "volumes_to_slices",
     "make_synthetic_msd",
@@ -64,6 +66,56 @@ def load_msd_datalist(dataset_dir: str | os.PathLike, section: str = "training")
     if not items:
         raise ValueError(f"{meta}: section '{section}' is empty.")
     return items
+
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def load_folder_datalist(dataset_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """``[{"image", "label"}, ...]`` (absolute paths, sorted by name) of a folder laid out as ``images/`` and
+    ``labels/`` (or ``masks/``) holding files of the same names: 2D images (PNG, JPEG, BMP, TIFF, 2D NIfTI) or 3D
+    NIfTI volumes, labels as class ids (binary 8-bit masks may use 0/255).
+
+    Raises ``FileNotFoundError`` naming the folder when the layout is not found or empty, or the image whose
+    label is missing.
+    """
+    root = Path(dataset_dir).expanduser().resolve()
+    img_dir = root / "images"
+    lab_dir = next((root / n for n in ("labels", "masks") if (root / n).is_dir()), None)
+    if not img_dir.is_dir() or lab_dir is None:
+        raise FileNotFoundError(
+            f"dataset_dir '{root}' is neither an MSD folder (dataset.json, imagesTr/, labelsTr/) nor an images/ + "
+            "labels/ (or masks/) folder of files with the same names; see the README, 'Use your own data'."
+        )
+    items = []
+    for img in sorted(p for p in img_dir.iterdir() if p.name.lower().endswith(IMAGE_SUFFIXES)):
+        lab = lab_dir / img.name
+        if not lab.is_file():
+            raise FileNotFoundError(f"image {img} has no label: expected {lab}")
+        items.append({"image": str(img), "label": str(lab)})
+    if not items:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {img_dir}")
+    return items
+
+
+def load_dataset_labels(dataset_dir: str | os.PathLike) -> dict[int, str]:
+    """Class id -> name: the ``"labels"`` of an MSD ``dataset.json``, of a ``labels.json`` (``{"0": "background",
+    "1": "lung"}``) beside ``images/``, else ``{0: "background", 1: "foreground"}``."""
+    root = Path(dataset_dir).expanduser()
+    for name, key in (("dataset.json", "labels"), ("labels.json", None)):
+        f = root / name
+        if f.is_file():
+            try:
+                desc = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise ValueError(f"{f} is not readable JSON: {e}") from e
+            lab = desc.get(key) if key else desc
+            if isinstance(lab, dict):
+                try:
+                    return {int(k): str(v) for k, v in sorted(lab.items(), key=lambda kv: int(kv[0]))}
+                except ValueError as e:
+                    raise ValueError(f"{f}: class ids must be integers ('0', '1', ...), got {sorted(lab)}") from e
+    return {0: "background", 1: "foreground"}
 
 
 def split_by_volume(
@@ -286,6 +338,8 @@ class MSDSource:
     After construction: ``root`` (folder with ``dataset.json``), ``synthetic`` (bool) and ``datalist(section)``.
 
     Resolution order for ``dataset_dir``:
+      0. ``dataset_dir/images`` with ``labels`` (or ``masks``) -> the generic folder layout of
+         :func:`load_folder_datalist` (2D images or 3D volumes; no ``dataset.json`` needed);
       1. ``dataset_dir/dataset.json`` exists -> use it;
       2. ``dataset_dir/<task>/dataset.json`` exists -> use it;
       3. ``download``: ``DecathlonDataset(root_dir=..., task=task, download=True)`` into the parent of
@@ -306,7 +360,11 @@ class MSDSource:
     ) -> None:
         self.task = task
         self.synthetic = False
+        self.layout = "msd"
         dataset_dir = Path(dataset_dir).expanduser()
+        if (dataset_dir / "images").is_dir() and not (dataset_dir / "dataset.json").is_file():
+            self.root, self.layout = dataset_dir.resolve(), "folder"
+            return
         for cand in (dataset_dir, dataset_dir / task):
             if (cand / "dataset.json").is_file():
                 self.root = cand.resolve()
@@ -358,5 +416,16 @@ class MSDSource:
         """``"synthetic"`` or ``"real"``, logged as the MLflow run tag ``data``."""
         return "synthetic" if self.synthetic else "real"
 
+    @property
+    def labels(self) -> dict[int, str]:
+        """Class id -> name (:func:`load_dataset_labels`)."""
+        return load_dataset_labels(self.root)
+
     def datalist(self, section: str = "training") -> list[dict[str, str]]:
+        """The labelled cases (``section="training"``) or, for MSD folders, the ``"test"`` images."""
+        if self.layout == "folder":
+            if section != "training":
+                raise ValueError(f"{self.root}: an images/ + labels/ folder has only labelled cases; got section "
+                                 f"{section!r}")
+            return load_folder_datalist(self.root)
         return load_msd_datalist(self.root, section)

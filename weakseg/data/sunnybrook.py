@@ -46,6 +46,7 @@ __all__ = [
     "LoadLVSliced",
     "SunnybrookSource",
     "lv_slices",
+    "crop_offset",
 ]
 
 logger = logging.getLogger(__name__)
@@ -246,6 +247,8 @@ class LoadLVSliced(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         src = str(d["image"])
+        if "contour" not in d and str(d.get("label", "")).lower().endswith(".txt"):
+            d["contour"] = d.pop("label")  # an annotation-file case whose mask is a Sunnybrook contour file
         if "contour" in d:
             img, spacing = read_dicom_slice(src)
             poly = read_contour(d["contour"])
@@ -265,8 +268,24 @@ class LoadLVSliced(MapTransform):
             zooms = nimg.header.get_zooms()
             spacing = (float(zooms[0]), float(zooms[1]))
             d["label_file"] = str(d["label"])
+        elif "label" in d:  # 2D image and mask files (PNG, NIfTI, ...), as MONAI's LoadImage reads them
+            from monai.data import PILReader
+            from monai.transforms import LoadImage
+
+            from weakseg.transforms.labels import MergeLabels
+
+            load = LoadImage(image_only=True, reader=PILReader(reverse_indexing=False))
+            mi, ml = load(src), load(str(d["label"]))
+            if mi.ndim != 2 or ml.shape != mi.shape:
+                raise ValueError(f"image {src} {tuple(mi.shape)} and mask {d['label']} {tuple(ml.shape)}: expected "
+                                 "2D files of the same shape")
+            img = np.asarray(mi, dtype=np.float32)
+            lab = np.asarray(MergeLabels({0: 0, 1: 1})(ml.as_tensor())) > 0
+            spacing = tuple(float(v) for v in torch.as_tensor(mi.pixdim).reshape(-1)[:2])
+            d["label_file"] = str(d["label"])
         else:
-            raise KeyError(f"LV slice item for {src} needs 'contour' (Sunnybrook) or 'label' + 'slice' (NIfTI)")
+            raise KeyError(f"LV slice item for {src} needs 'contour' (Sunnybrook), 'label' + 'slice' (NIfTI volume) "
+                           "or a 2D 'label' file")
         CheckFinite()(img, source=src)
         d["image_file"] = src
         d["image"] = torch.as_tensor(img, dtype=torch.float32)[None]
@@ -295,15 +314,33 @@ class SunnybrookSource:
     def data_tag(self) -> str:
         return "real"
 
+    @property
+    def labels(self) -> dict[int, str]:
+        """Class id -> name: the background and the left-ventricle cavity (or wall, for ``contour="o"``)."""
+        return {0: "background", 1: "left ventricle"}
+
     def datalist(self) -> list[dict[str, Any]]:
         return load_sunnybrook_datalist(self.root, self.contour)
 
 
+def crop_offset(in_size: Sequence[int], out_size: Sequence[int]) -> tuple[int, ...]:
+    """Where pixel ``(0, 0)`` of an image of ``in_size`` lands after MONAI's centred ``ResizeWithPadOrCrop`` to
+    ``out_size`` (negative: cropped away), per axis: ``-(n // 2 - m // 2)`` when cropping, ``(m - n) // 2`` when
+    padding."""
+    return tuple((m - n) // 2 if m >= n else -(n // 2 - m // 2) for n, m in zip(in_size, out_size))
+
+
 def lv_slices(items: Sequence[dict], spatial_size: Sequence[int] = (160, 160),
-              keep: Sequence[str] = ("image", "label", "centre", "spacing", "patient", "id")) -> list[dict]:
+              keep: Sequence[str] = ("image", "label", "centre", "spacing", "patient", "id"),
+              centres: str = "mask") -> list[dict]:
     """Load and prepare LV slice items in memory: :class:`LoadLVSliced`, z-score intensity per slice,
-    centred pad/crop to ``spatial_size`` and the mask centroid as ``centre`` (row, col); only ``keep`` keys
-    remain (plain tensors, ready for a ``DataLoader``).
+    centred pad/crop to ``spatial_size`` and the LV ``centre`` (row, col); only ``keep`` keys remain (plain
+    tensors, ready for a ``DataLoader``).
+
+    ``items``: datalist items (:func:`load_sunnybrook_datalist`, :func:`nifti_lv_datalist`) or 2D cases of a weak
+    annotation file (:func:`weakseg.annotations.load_weak_annotations`; their ``centre`` is the click recorded in
+    the file). ``centres``: ``"mask"`` (the mask centroid), ``"file"`` (the item's recorded centre, moved by the
+    crop; an item without one is an error naming it) or ``"auto"`` (the recorded one where given).
 
     Raises:
         ValueError: a slice whose LV does not survive the crop (names the file): increase ``spatial_size``.
@@ -312,19 +349,37 @@ def lv_slices(items: Sequence[dict], spatial_size: Sequence[int] = (160, 160),
 
     from weakseg.transforms.contour import MaskCentroidd
 
+    if centres not in ("mask", "file", "auto"):
+        raise ValueError(f"centres must be 'mask', 'file' or 'auto', got {centres!r}")
     load = LoadLVSliced()
     rest = Compose([NormalizeIntensityd("image"), ResizeWithPadOrCropd(["image", "label"], spatial_size)])
     cen = MaskCentroidd("label")
     out = []
     for it in items:
+        it = dict(it)
+        recs = it.pop("slices", None) or [{}]
+        if len(recs) != 1 or recs[0].get("index") is not None:
+            raise ValueError(f"case '{it.get('id')}': LV slices are 2D images; got a 3D case with {len(recs)} slices")
+        given = recs[0].get("centre") if it.get("centre") is None else it["centre"]
+        for k in ("ndim", "centre"):
+            it.pop(k, None)
+        if centres == "file" and given is None:
+            raise ValueError(f"case '{it.get('id', it.get('image'))}' has no 'centre' in the annotation file; the "
+                             "evaluation of a click-based method reads the click from it")
         d = load(it)
         area = float(d["label"].sum())
+        in_size = tuple(d["image"].shape[1:])
         d = rest(d)
         if float(torch.as_tensor(d["label"]).sum()) < area:
             raise ValueError(f"the LV of {d['image_file']} is cut by the {tuple(spatial_size)} crop; use a larger "
                              "spatial_size")
         d["image"] = torch.as_tensor(d["image"]).as_subclass(torch.Tensor).float()
         d["label"] = torch.as_tensor(d["label"]).as_subclass(torch.Tensor).float()
-        d = cen(d)
+        if given is not None and centres != "mask":
+            off = crop_offset(in_size, spatial_size)
+            d["centre"] = torch.tensor([float(c) + o for c, o in zip(given, off)], dtype=torch.float32)
+        else:
+            d = cen(d)
+        d.setdefault("patient", str(d.get("id", "")).split("/")[0])
         out.append({k: d[k] for k in keep if k in d})
     return out

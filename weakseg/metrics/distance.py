@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 from monai.handlers.ignite_metric import IgniteMetricHandler
 from monai.metrics import (
     HausdorffDistanceMetric,
@@ -56,7 +57,8 @@ def contour_scores(pred: torch.Tensor, label: torch.Tensor, spacing: Sequence | 
 class SpacedDistance(IgniteMetricHandler):
     """Ignite handler of MONAI's Hausdorff (``metric="hd"``, optional ``percentile``) or average symmetric
     surface distance (``metric="assd"``) with each sample's pixel spacing taken from the batch's
-    ``spacing_key`` ((B, 2) collated, or per item after decollation); missing key: pixel units.
+    ``spacing_key`` ((B, 2) collated, or per item after decollation); without that key, from each label's
+    header (``MetaTensor.pixdim``: mm for NIfTI, 1 for PNG/JPEG, whose files hold no spacing); else pixel units.
 
     Args:
         metric: ``"hd"`` or ``"assd"``.
@@ -90,6 +92,8 @@ class SpacedDistance(IgniteMetricHandler):
     def iteration_completed(self, engine) -> None:  # type: ignore[override]
         y_pred, y = self._output_transform(engine.state.output)
         spacing = self._spacing(engine)
+        if spacing is None and isinstance(y, (list, tuple)) and y and all(isinstance(t, MetaTensor) for t in y):
+            spacing = [[float(s) for s in torch.as_tensor(t.pixdim).reshape(-1)[: t.ndim - 1]] for t in y]
         if spacing is not None and len(spacing) != len(y_pred):
             raise ValueError(f"SpacedDistance: {len(spacing)} spacings for {len(y_pred)} predictions")
         if isinstance(y_pred, (list, tuple)):  # decollated: one call per sample, each with its own spacing

@@ -43,18 +43,27 @@ class MergeLabels(Transform):
     Every value present in the label must be a key of ``mapping``; anything else raises ``ValueError`` naming
     the offending values (and the source file for MetaTensors), so a wrong label file never trains silently.
     Output has the input's type and dtype.
+
+    With ``mask_255`` (default), a label holding only 0 and 255 — a binary mask saved as an 8-bit image — is read
+    as 0 / 1 first, unless 255 is a key of ``mapping`` (the convention of
+    :func:`weakseg.annotations.read_label`, so annotation files and training agree).
     """
 
     backend = ["torch", "numpy"]
 
-    def __init__(self, mapping: Mapping[int, int]) -> None:
+    def __init__(self, mapping: Mapping[int, int], mask_255: bool = True) -> None:
         if not mapping:
             raise ValueError("MergeLabels: mapping must be a non-empty {old_value: new_value} dict.")
         self.mapping = {float(k): float(v) for k, v in mapping.items()}
+        self.mask_255 = bool(mask_255) and 255.0 not in self.mapping
 
     def __call__(self, label: NdarrayOrTensor) -> NdarrayOrTensor:
         values = torch.unique(label) if isinstance(label, torch.Tensor) else np.unique(label)
         values_f = [float(v) for v in values]
+        if self.mask_255 and 255.0 in values_f and set(values_f) <= {0.0, 255.0}:
+            label = label / 255 if isinstance(label, torch.Tensor) else np.asarray(label) / 255
+            label = label.to(values.dtype) if isinstance(label, torch.Tensor) else label.astype(values.dtype)
+            values_f = [v / 255 for v in values_f]
         bad = [v for v in values_f if v not in self.mapping]
         if bad:
             raise ValueError(
@@ -72,9 +81,10 @@ class MergeLabels(Transform):
 class MergeLabelsd(_ArrayMapTransform):
     """Dictionary version of :py:class:`MergeLabels`."""
 
-    def __init__(self, keys: KeysCollection, mapping: Mapping[int, int], allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, mapping: Mapping[int, int], mask_255: bool = True,
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.transform = MergeLabels(mapping)
+        self.transform = MergeLabels(mapping, mask_255)
 
 
 class BinaryMask(Transform):

@@ -113,6 +113,10 @@ class SliceVolumed(MapTransform):
     holds ``slice_index`` (int) and ``volume_id`` (str, the source file of ``keys[0]``) so that slices can be
     restacked into volumes after collation; other entries of the input are copied by reference.
 
+    A channel-first 2D image ``(C, H, W)`` is one slice: it is returned whole (``slice_index`` 0), whatever its
+    foreground, as :func:`weakseg.annotations.simulate_weak_annotations` annotates a 2D image whole. So the same
+    pipeline reads folders of 2D images and of 3D volumes.
+
     Raises ``ValueError`` naming the files when the keys' spatial shapes differ.
     """
 
@@ -134,14 +138,14 @@ class SliceVolumed(MapTransform):
             raise KeyError(f"SliceVolumed: label_key {self.label_key!r} not in data (keys: {list(d)}).")
         mask = d[self.label_key]
         keys = list(self.key_iterator(d))
+        flat = [k for k in keys if d[k].ndim == 3]
+        if flat and len(flat) == len(keys) and mask.ndim == 3:  # 2D images: one slice each
+            for k in keys:
+                self._same_shape(d, k, mask)
+            return [{**d, "slice_index": 0, "volume_id": source_name(d[keys[0]], "")}]
         for k in keys:
             self.slicer._check(d[k], k)
-            if tuple(d[k].shape[1:]) != tuple(mask.shape[1:]):
-                raise ValueError(
-                    f"SliceVolumed: '{k}' ({source_name(d[k], k)}) has spatial shape {tuple(d[k].shape[1:])} but "
-                    f"'{self.label_key}' ({source_name(mask, self.label_key)}) has {tuple(mask.shape[1:])}; "
-                    "image and label must have the same shape."
-                )
+            self._same_shape(d, k, mask)
         volume_id = source_name(d[keys[0]], "") if keys else ""
         out = []
         for i in self.slicer.slice_indices(mask):
@@ -152,3 +156,11 @@ class SliceVolumed(MapTransform):
             item["volume_id"] = volume_id
             out.append(item)
         return out
+
+    def _same_shape(self, d: Mapping[Hashable, Any], k: Hashable, mask: Any) -> None:
+        if tuple(d[k].shape[1:]) != tuple(mask.shape[1:]):
+            raise ValueError(
+                f"SliceVolumed: '{k}' ({source_name(d[k], k)}) has spatial shape {tuple(d[k].shape[1:])} but "
+                f"'{self.label_key}' ({source_name(mask, self.label_key)}) has {tuple(mask.shape[1:])}; "
+                "image and label must have the same shape."
+            )
