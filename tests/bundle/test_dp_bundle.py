@@ -136,7 +136,7 @@ def test_unet_baseline_and_edpcnn_are_scored_with_the_clicks_of_the_annotation_f
     by_method = {r.data.tags["method"]: r for r in runs}
     assert {m: r.info.status for m, r in by_method.items()} == {
         m: "FINISHED" for m in ("edpcnn_lv_n10", "edpcnn_unet_lv_n10", "eval_edpcnn_lv_n10", "eval_edpcnn_unet_lv_n10")}
-    assert by_method["edpcnn_unet_lv_n10"].data.params["train.trainer._target_"] == "SupervisedTrainer"
+    assert by_method["edpcnn_unet_lv_n10"].data.params["learning_rate"] == "0.0001"  # the paper's U-Net rate
     for method in ("edpcnn_lv_n10", "edpcnn_unet_lv_n10"):
         res = json.loads((tmp_path / "output" / method / "eval_test" / "metrics.json").read_text())
         assert len(res["per_case"]) == len(test) and 0 <= res["metrics"]["test_dice"] <= 1

@@ -77,8 +77,9 @@ def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir, small_h
     for n in names:
         shutil.copy(hippo_dir / "imagesTr" / n, ds / "imagesTr" / n)
         shutil.copy(hippo_dir / "labelsTr" / n, ds / "labelsTr" / n)
-    (ds / "dataset.json").write_text(json.dumps(
-        {"training": [{"image": f"./imagesTr/{n}", "label": f"./labelsTr/{n}"} for n in names], "test": []}))
+    (ds / "dataset.json").write_text(json.dumps(  # the class names say how many classes the folder has
+        {"labels": {"0": "background", "1": "Anterior", "2": "Posterior"},
+         "training": [{"image": f"./imagesTr/{n}", "label": f"./labelsTr/{n}"} for n in names], "test": []}))
     proc = run_bundle(tmp_path, *base[2:], "--dataset_dir", str(ds), "--eval_split", "all", "--ckpt_path", str(ckpt),
                       config=MLDS + ("evaluate.json", "evaluate_mlds.json"), run_id="evaluating")
     assert proc.returncode == 0, proc.stderr[-3000:]

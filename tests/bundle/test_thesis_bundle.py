@@ -4,6 +4,9 @@ metrics (BA, AUC, AP, Dice, IoU, MAHD) logged to MLflow per epoch."""
 import json
 import math
 
+import numpy as np
+import pytest
+
 from .test_train_bundle import mlflow_runs, run_bundle
 
 
@@ -54,6 +57,24 @@ def test_covid_attention_unet_lovasz(tmp_path, covid_dir):
         assert 0.0 <= m.value <= 1.0, key
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"val_overlays_best.png", "learning_curves.png", "model.pt"} <= arts
+
+    # evaluating on the COVID test split: per-image and pooled Dice/IoU, read back from metrics.json and MLflow
+    proc = run_bundle(
+        tmp_path, "--dataset_dir", str(covid_dir.parent), "--network_name", "attention_unet",
+        "--network_def#channels", "[8, 16, 32, 64]", "--loss_name", "lovasz", "--spatial_size", "[128, 128]",
+        config=("train.json", "train_thesis.json", "train_covid.json", "evaluate.json"), run_id="evaluating")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from weakseg.data import load_covid_qu_ex_datalist, stratified_split
+
+    test = stratified_split(load_covid_qu_ex_datalist(covid_dir.parent, positives_only=True), (0.6, 0.2, 0.2), 0)
+    res = json.loads((tmp_path / "output" / run.data.tags["method"] / "eval_test" / "metrics.json").read_text())
+    assert [r["case"] for r in res["per_case"]] == [t["image"] for t in test["test"]]  # 20 of the 100 positives
+    assert all(0 <= r["dice"] <= 1 and 0 <= r["iou"] <= r["dice"] for r in res["per_case"])
+    assert res["metrics"]["dice"] == pytest.approx(np.mean([r["dice"] for r in res["per_case"]]), abs=1e-6)
+    assert 0 <= res["metrics"]["pooled_iou"] <= res["metrics"]["pooled_dice"] <= 1
+    _, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", experiment="weakseg_covid_qu_ex")
+    ev = next(r for r in runs if r.data.tags["method"].startswith("eval_"))
+    assert ev.info.status == "FINISHED" and ev.data.metrics["dice"] == pytest.approx(res["metrics"]["dice"])
 
 
 def test_unknown_names_fail_clearly(tmp_path, hippo_dir):

@@ -19,6 +19,7 @@ __all__ = [
     "KINDS",
     "AnnotationError",
     "WeakAnnotations",
+    "annotation_labels",
     "annotation_name",
     "image_geometry",
     "load_weak_annotations",
@@ -300,6 +301,32 @@ def _resolve(v: Any, base: Path, where: str, allow_outside: bool) -> str:
     return str(full)
 
 
+def _labels(desc: Mapping[str, Any], path: Path) -> dict[int, str]:
+    raw_labels = desc.get("labels", {"0": "background", "1": "foreground"})
+    if not isinstance(raw_labels, dict) or not all(isinstance(k, str) and k.isdigit() for k in raw_labels):
+        raise AnnotationError(f"{path}: field 'labels' must map class ids ('0', '1', ...) to names, got {raw_labels!r}")
+    labels = {int(k): str(v) for k, v in sorted(raw_labels.items(), key=lambda kv: int(kv[0]))}
+    if 0 not in labels or sorted(labels) != list(range(len(labels))):
+        raise AnnotationError(f"{path}: field 'labels' must number the classes 0..N-1 with 0 the background, "
+                              f"got ids {sorted(labels)}")
+    return labels
+
+
+def annotation_labels(path: str | os.PathLike) -> dict[int, str]:
+    """The class names of an annotation file (its ``labels``), read without checking its cases: what a network
+    trained from the file predicts, also when it is applied to other data."""
+    path = Path(path).expanduser()
+    try:
+        desc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AnnotationError(f"annotation file '{path}' not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AnnotationError(f"{path} cannot be read as JSON: {e}") from e
+    if not isinstance(desc, dict):
+        raise AnnotationError(f"{path}: expected a JSON object, got {type(desc).__name__}")
+    return _labels(desc, path)
+
+
 def load_weak_annotations(path: str | os.PathLike | None, dataset_dir: str | os.PathLike | None = None,
                           default_slice_axis: int = 0, allow_outside: bool = False) -> WeakAnnotations:
     """Read and validate a weak-annotation file.
@@ -338,13 +365,7 @@ def load_weak_annotations(path: str | os.PathLike | None, dataset_dir: str | os.
         raise AnnotationError(f"{path}: field 'format' is {desc['format']!r}; this version reads {FORMAT!r}")
     if not isinstance(desc.get("training"), list) or not desc["training"]:
         raise AnnotationError(f"{path}: field 'training' must be a non-empty list of cases")
-    raw_labels = desc.get("labels", {"0": "background", "1": "foreground"})
-    if not isinstance(raw_labels, dict) or not all(isinstance(k, str) and k.isdigit() for k in raw_labels):
-        raise AnnotationError(f"{path}: field 'labels' must map class ids ('0', '1', ...) to names, got {raw_labels!r}")
-    labels = {int(k): str(v) for k, v in raw_labels.items()}
-    if 0 not in labels or sorted(labels) != list(range(len(labels))):
-        raise AnnotationError(f"{path}: field 'labels' must number the classes 0..N-1 with 0 the background, "
-                              f"got ids {sorted(labels)}")
+    labels = _labels(desc, path)
     axis0 = desc.get("slice_axis", default_slice_axis)
     if axis0 not in (0, 1, 2):
         raise AnnotationError(f"{path}: field 'slice_axis' must be 0, 1 or 2, got {axis0!r}")
