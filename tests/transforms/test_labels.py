@@ -37,3 +37,23 @@ class TestCheckFinite:
     def test_finite_passes(self):
         a = np.ones(3)
         assert CheckFinite()(a) is a
+
+
+def test_merge_labels_reads_8bit_binary_masks_and_merges_unnamed_classes():
+    import numpy as np
+    import torch
+    from monai.data import MetaTensor
+
+    from weakseg.transforms import MergeLabels
+
+    hippo = MergeLabels({0: 0, 1: 1, 2: 1})
+    png = MetaTensor(torch.tensor([[0.0, 255.0], [255.0, 0.0]]), meta={"filename_or_obj": "m.png"})
+    out = hippo(png)
+    assert out.tolist() == [[0, 1], [1, 0]] and out.meta["filename_or_obj"] == "m.png"
+    with pytest.raises(ValueError, match=r"values \[128.0, 255.0\] outside the mapping"):
+        hippo(np.array([0, 128, 255]))  # 255 is read as 1 only in a pure 0/255 mask
+    assert MergeLabels({0: 0, 255: 7})(np.array([0, 255])).tolist() == [0, 7]  # an explicit 255 wins
+    unnamed = MergeLabels(None)
+    assert unnamed(torch.tensor([0.0, 3.0, 1.0, 2.0])).tolist() == [0, 1, 1, 1]
+    with pytest.raises(ValueError, match=r"m.png has values \[0.5\]; expected class ids"):
+        unnamed(MetaTensor(torch.tensor([0.0, 0.5]), meta={"filename_or_obj": "m.png"}))

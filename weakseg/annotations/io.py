@@ -20,6 +20,7 @@ __all__ = [
     "AnnotationError",
     "WeakAnnotations",
     "annotation_labels",
+    "class_names",
     "annotation_name",
     "image_geometry",
     "load_weak_annotations",
@@ -325,6 +326,19 @@ def annotation_labels(path: str | os.PathLike) -> dict[int, str]:
     if not isinstance(desc, dict):
         raise AnnotationError(f"{path}: expected a JSON object, got {type(desc).__name__}")
     return _labels(desc, path)
+
+
+def class_names(annotation_file: str | os.PathLike | None, source: Any = None) -> dict[int, str]:
+    """The classes a multi-class network predicts: those of the annotation file it is trained from
+    (:func:`annotation_labels`), else the data source's (``source.labels``: ``dataset.json`` or ``labels.json``).
+    Raises :class:`AnnotationError` when neither names them."""
+    if annotation_file:
+        return annotation_labels(annotation_file)
+    labels = getattr(source, "labels", None)
+    if not labels:
+        raise AnnotationError(f"the classes of {getattr(source, 'root', 'the data')} are unknown: pass --class_names "
+                              "\"{'0': 'background', '1': ...}\", or name them in dataset.json ('labels') or labels.json")
+    return dict(labels)
 
 
 def load_weak_annotations(path: str | os.PathLike | None, dataset_dir: str | os.PathLike | None = None,

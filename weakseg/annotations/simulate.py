@@ -95,6 +95,14 @@ def derive_slice_annotations(label: np.ndarray, kinds: Sequence[str] = SIM_KINDS
     return out
 
 
+def _observed_labels(cases: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """Class names for a folder that names none: the class ids seen in the training labels."""
+    ids = sorted(set().union(*(set(c["ids"]) for c in cases)) - {0}) or [1]
+    if ids == [1]:
+        return {0: "background", 1: "foreground"}
+    return {0: "background", **{k: f"class {k}" for k in range(1, max(ids) + 1)}}
+
+
 def _rel(path: str, base: Path) -> str:
     try:
         return os.path.relpath(path, base)
@@ -191,7 +199,7 @@ def simulate_weak_annotations(
         for r in recs:
             if kind_of[i] != "box":
                 r.pop("boxes", None)
-        cases.append({"item": item, "ndim": lab.ndim, "records": recs})
+        cases.append({"item": item, "ndim": lab.ndim, "records": recs, "ids": np.unique(lab).tolist()})
     # masks
     if mask_unit == "case":
         for c, k in zip(cases, kind_of):
@@ -220,7 +228,7 @@ def simulate_weak_annotations(
         "format": FORMAT,
         "name": name or (Path(out).name.removesuffix(".json") if out else "simulated"),
         "description": "weak annotations simulated from full masks by weakseg.annotations.simulate",
-        "labels": {str(k): v for k, v in sorted((labels or {0: "background", 1: "foreground"}).items())},
+        "labels": {str(k): v for k, v in sorted((labels or _observed_labels(cases)).items())},
         "slice_axis": slice_axis,
         "simulated_from": {"kinds": list(kinds), "num_masks": num_masks, "mask_unit": mask_unit,
                            "box_fraction": box_fraction, "seed": seed, "min_foreground": min_foreground,

@@ -98,9 +98,9 @@ def load_folder_datalist(dataset_dir: str | os.PathLike) -> list[dict[str, str]]
     return items
 
 
-def load_dataset_labels(dataset_dir: str | os.PathLike) -> dict[int, str]:
+def load_dataset_labels(dataset_dir: str | os.PathLike) -> dict[int, str] | None:
     """Class id -> name: the ``"labels"`` of an MSD ``dataset.json``, of a ``labels.json`` (``{"0": "background",
-    "1": "lung"}``) beside ``images/``, else ``{0: "background", 1: "foreground"}``."""
+    "1": "lung"}``) beside ``images/``; ``None`` when the folder names no classes."""
     root = Path(dataset_dir).expanduser()
     for name, key in (("dataset.json", "labels"), ("labels.json", None)):
         f = root / name
@@ -115,7 +115,7 @@ def load_dataset_labels(dataset_dir: str | os.PathLike) -> dict[int, str]:
                     return {int(k): str(v) for k, v in sorted(lab.items(), key=lambda kv: int(kv[0]))}
                 except ValueError as e:
                     raise ValueError(f"{f}: class ids must be integers ('0', '1', ...), got {sorted(lab)}") from e
-    return {0: "background", 1: "foreground"}
+    return None
 
 
 def split_by_volume(
@@ -417,8 +417,8 @@ class MSDSource:
         return "synthetic" if self.synthetic else "real"
 
     @property
-    def labels(self) -> dict[int, str]:
-        """Class id -> name (:func:`load_dataset_labels`)."""
+    def labels(self) -> dict[int, str] | None:
+        """Class id -> name (:func:`load_dataset_labels`; ``None`` when the folder names no classes)."""
         return load_dataset_labels(self.root)
 
     def datalist(self, section: str = "training") -> list[dict[str, str]]:

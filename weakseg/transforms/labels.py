@@ -38,7 +38,8 @@ class _ArrayMapTransform(MapTransform):
 
 class MergeLabels(Transform):
     """
-    Map label values through ``mapping`` (e.g. hippocampus ``{0: 0, 1: 1, 2: 1}`` -> binary).
+    Map label values through ``mapping`` (e.g. hippocampus ``{0: 0, 1: 1, 2: 1}`` -> binary). ``mapping=None``
+    (the classes are not known): every class id > 0 becomes 1.
 
     Every value present in the label must be a key of ``mapping``; anything else raises ``ValueError`` naming
     the offending values (and the source file for MetaTensors), so a wrong label file never trains silently.
@@ -51,15 +52,21 @@ class MergeLabels(Transform):
 
     backend = ["torch", "numpy"]
 
-    def __init__(self, mapping: Mapping[int, int], mask_255: bool = True) -> None:
-        if not mapping:
-            raise ValueError("MergeLabels: mapping must be a non-empty {old_value: new_value} dict.")
-        self.mapping = {float(k): float(v) for k, v in mapping.items()}
-        self.mask_255 = bool(mask_255) and 255.0 not in self.mapping
+    def __init__(self, mapping: Mapping[int, int] | None, mask_255: bool = True) -> None:
+        if mapping is not None and not mapping:
+            raise ValueError("MergeLabels: mapping must be a non-empty {old_value: new_value} dict (or None).")
+        self.mapping = None if mapping is None else {float(k): float(v) for k, v in mapping.items()}
+        self.mask_255 = bool(mask_255) and (self.mapping is None or 255.0 not in self.mapping)
 
     def __call__(self, label: NdarrayOrTensor) -> NdarrayOrTensor:
         values = torch.unique(label) if isinstance(label, torch.Tensor) else np.unique(label)
         values_f = [float(v) for v in values]
+        if self.mapping is None:  # unknown classes: any class id > 0 is foreground
+            bad = [v for v in values_f if v < 0 or v != int(v)]
+            if bad:
+                raise ValueError(f"MergeLabels: label {source_name(label, '<array>')} has values {bad[:8]}; expected "
+                                 "class ids (non-negative integers).")
+            return _binary(label)
         if self.mask_255 and 255.0 in values_f and set(values_f) <= {0.0, 255.0}:
             label = label / 255 if isinstance(label, torch.Tensor) else np.asarray(label) / 255
             label = label.to(values.dtype) if isinstance(label, torch.Tensor) else label.astype(values.dtype)
@@ -78,10 +85,16 @@ class MergeLabels(Transform):
         return out
 
 
+def _binary(label: NdarrayOrTensor) -> NdarrayOrTensor:
+    out = label.clone() if isinstance(label, torch.Tensor) else np.array(label, copy=True)
+    out[label > 0] = 1
+    return out
+
+
 class MergeLabelsd(_ArrayMapTransform):
     """Dictionary version of :py:class:`MergeLabels`."""
 
-    def __init__(self, keys: KeysCollection, mapping: Mapping[int, int], mask_255: bool = True,
+    def __init__(self, keys: KeysCollection, mapping: Mapping[int, int] | None, mask_255: bool = True,
                  allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = MergeLabels(mapping, mask_255)
