@@ -74,6 +74,34 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     rows = (eval_dir / "test_dice_raw.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == test_ids  # one row per slice of the held-out test patient
 
+    # the EDPCNN paper's U-Net baseline on the same slices (BCE; the thresholded component that holds the click)
+    unet = DP_CONFIG + ("train_dp_unet.json",)
+    proc = run_bundle(tmp_path, *args, config=unet)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run_bundle(tmp_path, *args, config=unet + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
+    by_method = {r.data.tags["method"]: r for r in runs}
+    assert {m: r.info.status for m, r in by_method.items()} == {
+        m: "FINISHED" for m in ("edpcnn_lv_n10", "edpcnn_unet_lv_n10", "eval_edpcnn_lv_n10", "eval_edpcnn_unet_lv_n10")}
+    assert by_method["edpcnn_unet_lv_n10"].data.params["learning_rate"] == "0.0001"  # the paper's U-Net rate
+    for method in ("edpcnn_lv_n10", "edpcnn_unet_lv_n10"):
+        res = json.loads((tmp_path / "output" / method / "eval_test" / "metrics.json").read_text())
+        assert [r["case"] for r in res["per_case"]] == test_ids and 0 <= res["metrics"]["test_dice"] <= 1
+        assert by_method["eval_" + method].data.metrics["test_dice"] == pytest.approx(res["metrics"]["test_dice"])
+    last = torch.load(tmp_path / "output" / "edpcnn_unet_lv_n10" / "models" / "checkpoint_last.pt", weights_only=True)
+    assert "approximator" not in last  # the baseline has no DP approximator
+
+    # the clicks come from the file: a test slice without one is refused, naming it
+    desc = json.loads(lv_n10.read_text())
+    del desc["test"][3]["centre"]
+    bad = tmp_path / "lv_n10.json"
+    bad.write_text(json.dumps(desc))
+    proc = run_bundle(tmp_path, *args[:-4], "--annotation_file", str(bad),
+                      config=DP_CONFIG + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
+    assert proc.returncode != 0
+    assert f"case '{desc['test'][3]['id']}' has no 'centre' in the annotation file" in proc.stderr
+
     # inference_dp.json: NIfTI volumes (slices on the last axis) + a centres JSON -> label volumes
     import nibabel as nib
     import numpy as np
@@ -117,39 +145,3 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     assert proc.returncode != 0
     assert "lv_a.nii.gz: centre (slice 9, row 10, col 10) is outside the volume" in proc.stderr
 
-
-def test_unet_baseline_and_edpcnn_are_scored_with_the_clicks_of_the_annotation_file(tmp_path, sunnybrook_dir, lv_n10):
-    """The EDPCNN paper's U-Net baseline (BCE, the thresholded component that holds the click) and EDPCNN, trained on
-    the same 10 slices and evaluated on the held-out patient with the centres read from the file."""
-    from weakseg.data import load_sunnybrook_datalist, split_by_patient
-
-    args = ("--dataset_dir", str(sunnybrook_dir), "--max_epochs", "2", "--val_interval", "1",
-            "--annotation_file", str(lv_n10), "--num_samples", "1")
-    unet = DP_CONFIG + ("train_dp_unet.json",)
-    for config in (DP_CONFIG, unet):
-        proc = run_bundle(tmp_path, *args, config=config)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        proc = run_bundle(tmp_path, *args, config=config + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    test = split_by_patient(load_sunnybrook_datalist(sunnybrook_dir), (0.5, 0.25, 0.25), 0)["test"]
-    client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
-    by_method = {r.data.tags["method"]: r for r in runs}
-    assert {m: r.info.status for m, r in by_method.items()} == {
-        m: "FINISHED" for m in ("edpcnn_lv_n10", "edpcnn_unet_lv_n10", "eval_edpcnn_lv_n10", "eval_edpcnn_unet_lv_n10")}
-    assert by_method["edpcnn_unet_lv_n10"].data.params["learning_rate"] == "0.0001"  # the paper's U-Net rate
-    for method in ("edpcnn_lv_n10", "edpcnn_unet_lv_n10"):
-        res = json.loads((tmp_path / "output" / method / "eval_test" / "metrics.json").read_text())
-        assert len(res["per_case"]) == len(test) and 0 <= res["metrics"]["test_dice"] <= 1
-        assert by_method["eval_" + method].data.metrics["test_dice"] == pytest.approx(res["metrics"]["test_dice"])
-    last = torch.load(tmp_path / "output" / "edpcnn_unet_lv_n10" / "models" / "checkpoint_last.pt", weights_only=True)
-    assert "approximator" not in last  # the baseline has no DP approximator
-
-    # the clicks come from the file: a test slice without one is refused, naming it
-    desc = json.loads(lv_n10.read_text())
-    del desc["test"][3]["centre"]
-    bad = tmp_path / "lv_n10.json"
-    bad.write_text(json.dumps(desc))
-    proc = run_bundle(tmp_path, *args[:-4], "--annotation_file", str(bad), "--dataset_dir", str(sunnybrook_dir),
-                      config=DP_CONFIG + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
-    assert proc.returncode != 0
-    assert f"case '{desc['test'][3]['id']}' has no 'centre' in the annotation file" in proc.stderr

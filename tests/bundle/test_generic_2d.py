@@ -3,6 +3,7 @@ configs as the MSD volumes: supervised training and evaluation, simulate -> pre-
 multi-label deep supervision, with no option besides its path, class names and slice size."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,17 +41,34 @@ def test_generic_2d_folder_trains_and_evaluates_every_method(tmp_path, lung_fold
     net.load_state_dict(torch.load(tmp_path / "output" / "supervised" / "models" / "model.pt", weights_only=True))
     net.eval()
     inter = union = 0
+    preds = {}
     for t, row in zip(test, res["per_case"]):
         img = np.asarray(Image.open(t["image"]), dtype=np.float32)
         gt = np.asarray(Image.open(t["label"])) > 0
         x = torch.from_numpy((img - img.mean()) / img.std())[None, None]
         with torch.no_grad():
             pred = (torch.sigmoid(SlidingWindowInferer((64, 64), 4, 0.25)(x, net))[0, 0] > 0.5).numpy()
+        preds[t["image"]] = pred
         assert row["dice"] == pytest.approx(_dice(pred, gt), abs=1e-4)
         inter, union = inter + (pred & gt).sum(), union + pred.sum() + gt.sum()
     assert res["metrics"]["dice"] == pytest.approx(np.mean([r["dice"] for r in res["per_case"]]), abs=1e-6)
     assert res["metrics"]["pooled_dice"] == pytest.approx(2 * inter / union, abs=1e-4)
     assert res["metrics"]["dice"] > 0.5  # lungs are large: two epochs already find them
+
+    # inference on a folder of PNGs writes PNG masks (0/255) of each image's size, equal to the same predictions
+    inp = tmp_path / "xrays"
+    inp.mkdir()
+    for t in test[:3]:
+        (inp / Path(t["image"]).name).symlink_to(t["image"])
+    proc = run_bundle(tmp_path, *common, "--input_dir", str(inp), "--prediction_ext", ".png", "--prediction_dir",
+                      str(tmp_path / "pred"), config=("train.json", "inference.json"), run_id="inferring")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for t in test[:3]:
+        name = Path(t["image"]).name
+        out = np.asarray(Image.open(tmp_path / "pred" / name.replace(".png", "_seg.png")))
+        assert out.shape == (64, 64) and set(np.unique(out).tolist()) <= {0, 255}
+        np.testing.assert_array_equal(out > 0, preds[t["image"]])
+        assert (tmp_path / "pred" / name.replace(".png", "_montage.png")).is_file()
 
     # weak labels from a file: 6 masked images, boxes on half of the rest, image-level classes on the others
     weak = simulate(lung_folder, tmp_path / "lungs_m6.json", "--num_masks", "6", "--box_fraction", "0.5")

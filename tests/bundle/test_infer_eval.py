@@ -34,7 +34,7 @@ def test_inference_empty_input_dir_is_a_clear_error(tmp_path, trained):
     (tmp_path / "empty").mkdir()
     proc = run_bundle(tmp_path, "--input_dir", str(tmp_path / "empty"), "--ckpt_path", str(trained),
                       config=("train.json", "inference.json"), run_id="inferring")
-    assert proc.returncode != 0 and "no .nii/.nii.gz volumes found in" in proc.stderr
+    assert proc.returncode != 0 and "no .nii/.nii.gz volumes or 2D images" in proc.stderr
 
 
 def test_evaluate_all_cases_of_a_folder(tmp_path, hippo_dir, trained):

@@ -18,10 +18,12 @@ from weakseg.data.sunnybrook import (
     split_by_patient,
 )
 from weakseg.data.loader import DeviceBatchLoader, training_loader
+from weakseg.data.writers import RowColumnPILWriter, prediction_writer
 from weakseg.data.msd import (
     CheckedDataset,
     MSDSource,
     files_datalist,
+    image_files,
     load_msd_datalist,
     load_folder_datalist,
     load_dataset_labels,
@@ -35,6 +37,8 @@ from weakseg.data.msd import (
 )
 
 __all__ = [
+    "RowColumnPILWriter",
+    "prediction_writer",
     "DeviceBatchLoader",
     "training_loader",
     "LoadLVSliced",
@@ -55,6 +59,7 @@ __all__ = [
     "CheckedDataset",
     "MSDSource",
     "files_datalist",
+    "image_files",
     "load_msd_datalist",
     "load_folder_datalist",
     "load_dataset_labels",

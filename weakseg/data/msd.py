@@ -24,6 +24,7 @@ __all__ = [
     "telescopic_indices",
     "mark_annotated",
     "files_datalist",
+    "image_files",
     "CheckedDataset",
 ]
 
@@ -194,13 +195,25 @@ def mark_annotated(
     return out
 
 
+def image_files(folder: str | os.PathLike) -> list[str]:
+    """The image files (:data:`IMAGE_SUFFIXES`: NIfTI volumes or 2D images) directly in ``folder``, sorted; a
+    single file is returned as a one-item list."""
+    p = Path(folder).expanduser()
+    if p.is_file():
+        return [str(p)]
+    if not p.is_dir():
+        return []
+    return sorted(str(f) for f in p.iterdir() if f.is_file() and f.name.lower().endswith(IMAGE_SUFFIXES))
+
+
 def files_datalist(files: Sequence[str | os.PathLike], source: str | os.PathLike = "input") -> list[dict[str, str]]:
     """``[{"image": path}, ...]`` for inference; raises ``FileNotFoundError`` naming ``source`` when empty or a
     file is missing."""
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     if not files:
-        raise FileNotFoundError(f"no .nii/.nii.gz volumes found in {source}; expected a folder or list of NIfTI files.")
+        raise FileNotFoundError(f"no .nii/.nii.gz volumes or 2D images ({', '.join(IMAGE_SUFFIXES[2:])}) found in "
+                                f"{source}; expected a folder or a list of image files.")
     out = []
     for f in files:
         if not Path(f).is_file():

@@ -85,7 +85,8 @@ class MetricsJsonHandler:
     """
     Attach to an evaluator: at completion writes ``output_file`` with the aggregated metrics
     (``engine.state.metrics``) and, per case, the details saved by MONAI metric handlers
-    (``engine.state.metric_details``) with the source file of each case, written atomically.
+    (``engine.state.metric_details``) with the source file of each case (or its ``id`` for in-memory items),
+    written atomically.
     """
 
     def __init__(self, output_file: str | os.PathLike, image_key: str = CommonKeys.IMAGE) -> None:
@@ -104,7 +105,10 @@ class MetricsJsonHandler:
         batch = engine.state.batch
         for item in batch if isinstance(batch, list) else [batch]:
             img = item.get(self.image_key) if isinstance(item, Mapping) else None
-            self.cases.append(str(getattr(img, "meta", {}).get("filename_or_obj", len(self.cases))))
+            name = getattr(img, "meta", {}).get("filename_or_obj")
+            if name is None and isinstance(item, Mapping) and isinstance(item.get("id"), str):
+                name = item["id"]  # in-memory slices (e.g. LV slices) carry their case id
+            self.cases.append(str(name if name is not None else len(self.cases)))
 
     def __call__(self, engine) -> None:
         import json

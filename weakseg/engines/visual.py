@@ -263,8 +263,9 @@ class MontageHandler:
         for item in out if isinstance(out, list) else [out]:
             img, pred = item[self.image_key], item[self.pred_key]
             name = Path(str(getattr(img, "meta", {}).get("filename_or_obj", f"case_{engine.state.iteration}"))).name
-            stem = name.split(".nii")[0]
-            save_montage_png(
-                torch.as_tensor(img)[0].cpu().numpy(), torch.as_tensor(pred)[0].cpu().numpy() > 0.5,
-                self.output_dir / f"{stem}_montage.png", self.axis, self.num_slices, title=name,
-            )
+            stem = name.split(".nii")[0].rsplit(".", 1)[0] if ".nii" not in name else name.split(".nii")[0]
+            image, label = torch.as_tensor(img)[0].cpu().numpy(), torch.as_tensor(pred)[0].cpu().numpy() > 0.5
+            axis = self.axis
+            if image.ndim == 2:  # a 2D image: one panel
+                image, label, axis = image[None], label[None], 0
+            save_montage_png(image, label, self.output_dir / f"{stem}_montage.png", axis, self.num_slices, title=name)

@@ -1,0 +1,28 @@
+"""Writers for predictions in the orientation the rest of the package uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monai.data import PILWriter
+from monai.config import PathLike
+
+__all__ = ["RASTER_SUFFIXES", "RowColumnPILWriter", "prediction_writer"]
+
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class RowColumnPILWriter(PILWriter):
+    """MONAI's :class:`~monai.data.PILWriter` that writes an array ``(H, W)`` as rows × columns, the orientation
+    in which the bundle reads 2D images (``PILReader(reverse_indexing=False)``), so a predicted mask lies on its
+    image. (MONAI's writer transposes by default, matching its reader's default.)"""
+
+    def write(self, filename: PathLike, verbose: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("reverse_indexing", False)
+        super().write(filename, verbose=verbose, **kwargs)
+
+
+def prediction_writer(output_ext: str) -> type | None:
+    """The writer class for ``SaveImage`` given the output suffix: :class:`RowColumnPILWriter` for 2D raster
+    formats, else ``None`` (MONAI's choice, e.g. NIfTI)."""
+    return RowColumnPILWriter if str(output_ext).lower() in RASTER_SUFFIXES else None
