@@ -1,6 +1,6 @@
 """weakseg: MONAI components for segmentation from weak or structured supervision."""
 
-from weakseg import annotations, data, engines, inferers, losses, metrics, networks, transforms
+from weakseg import annotations, data, engines, handlers, inferers, losses, metrics, networks, transforms
 
 __version__ = "0.1.0"
-__all__ = ["annotations", "data", "engines", "inferers", "losses", "metrics", "networks", "transforms", "__version__"]
+__all__ = ["annotations", "data", "engines", "handlers", "inferers", "losses", "metrics", "networks", "transforms", "__version__"]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from ..conftest import CONFIGS, REPO
@@ -38,7 +39,7 @@ def test_sigkill_then_resume(tmp_path, hippo_dir):
 
     state = torch.load(last, weights_only=True)
     assert state["trainer"]["iteration"] == 6 * state["trainer"]["epoch_length"]
-    assert set(state) == {"model", "optimizer", "trainer"}
+    assert set(state) == {"model", "optimizer", "trainer", "best_metric"}
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
     by_status = {r.info.status: r for r in runs}
     assert set(by_status) == {"KILLED", "FINISHED"}
@@ -49,3 +50,34 @@ def test_sigkill_then_resume(tmp_path, hippo_dir):
     assert steps[-1] == 6 and steps[0] > 1  # continued, not restarted
     old = sorted(m.step for m in client.get_metric_history(by_status["KILLED"].info.run_id, "val_mean_dice"))
     assert set(old) | set(steps) >= set(range(1, 7))
+
+    # the best model survives a resume: the network of the resumable checkpoint is zeroed, so one more epoch (at a
+    # learning rate too small to repair it) validates far below the best, and model.pt (the best so far, whose
+    # score the checkpoint carries) stays as it was
+    import hashlib
+
+    best = state["best_metric"]
+    assert len(best["saved"]) == 1 and best["best_metric"] == pytest.approx(best["saved"][0][0])
+    model_pt = tmp_path / "output" / "supervised" / "models" / "model.pt"
+    digest = hashlib.sha256(model_pt.read_bytes()).hexdigest()
+    torch.save({**state, "model": {k: torch.zeros_like(v) for k, v in state["model"].items()}}, last)
+    res = run_bundle(tmp_path, *args[:-6], "--max_epochs", "7", *args[-4:], "--resume", "True", "--learning_rate", "1e-12")
+    assert res.returncode == 0, res.stderr[-3000:]
+    client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
+    wrecked = next(r for r in runs if r.info.status == "FINISHED" and r.info.run_id != new.info.run_id)
+    (last_dice,) = [m.value for m in client.get_metric_history(wrecked.info.run_id, "val_mean_dice") if m.step == 7]
+    assert last_dice < best["best_metric"] - 0.05
+    assert hashlib.sha256(model_pt.read_bytes()).hexdigest() == digest
+
+    # a failed start never replaces trained weights: a resume from a corrupt checkpoint fails before its first
+    # iteration (before its MLflow run starts) and leaves model_final.pt and model.pt byte for byte as they were
+
+    models = tmp_path / "output" / "supervised" / "models"
+    before = {n: hashlib.sha256((models / n).read_bytes()).hexdigest() for n in ("model_final.pt", "model.pt")}
+    last.write_bytes(b"not a checkpoint")
+    res = run_bundle(tmp_path, *args, "--resume", "True")
+    assert res.returncode != 0
+    assert "before any iteration of this run: the final checkpoint 'model_final.pt' is not written" in res.stdout + res.stderr
+    assert {n: hashlib.sha256((models / n).read_bytes()).hexdigest() for n in before} == before
+    _, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED", "KILLED"]  # none RUNNING, none added

@@ -30,7 +30,10 @@ class ResumeHandler:
     List it after the ``ValidationHandler`` so that a saved epoch always has its validation logged; its loading
     runs first at start whatever the order. The trainer is added to the saved objects at ``attach`` time, so a bundle config needs no circular
     reference from a handler to its own trainer. Loading uses ``torch.load(..., weights_only=True)``.
-    ``save=False`` only loads (the non-zero ranks of a distributed run). A (Distributed)DataParallel network is
+    ``save=False`` only loads (the non-zero ranks of a distributed run). ``best_metric``: an object with
+    ``state_dict``/``load_state_dict`` holding the validation's best-so-far state
+    (:class:`weakseg.handlers.BestMetricState`), saved and restored with the rest, so that a resumed run's
+    first validation does not count as a new best and overwrite a better ``model.pt``. A (Distributed)DataParallel network is
     saved as its module, so the file is the same with one process or many.
     """
 
@@ -42,6 +45,7 @@ class ResumeHandler:
         filename: str = "checkpoint_last.pt",
         save_interval: int = 1,
         save: bool = True,
+        best_metric: Any = None,
     ) -> None:
         self.save_dir = Path(save_dir)
         # as MONAI's CheckpointSaver: store a (Distributed)DataParallel network's module, so that the checkpoint
@@ -51,6 +55,7 @@ class ResumeHandler:
         self.filename = filename
         self.save_interval = int(save_interval)
         self.do_save = bool(save)
+        self.best_metric = best_metric
 
     @property
     def path(self) -> Path:
@@ -58,6 +63,8 @@ class ResumeHandler:
 
     def attach(self, engine: Engine) -> None:
         self.to_save = {**self.save_dict, "trainer": engine}
+        if self.best_metric is not None:
+            self.to_save["best_metric"] = self.best_metric
         if self.do_save:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
         if self.resume:
@@ -78,7 +85,12 @@ class ResumeHandler:
         max_epochs = engine.state.max_epochs  # the configured length wins over the saved one
         try:
             ckpt = torch.load(self.path, map_location="cpu", weights_only=True)
-            Checkpoint.load_objects(to_load=self.to_save, checkpoint=ckpt)
+            to_load = dict(self.to_save)
+            if "best_metric" in to_load and "best_metric" not in ckpt:
+                logger.warning("%s holds no best-metric state (an older checkpoint): the first validation after "
+                               "the resume counts as the best so far", self.path)
+                to_load.pop("best_metric")
+            Checkpoint.load_objects(to_load=to_load, checkpoint=ckpt)
         except Exception as e:
             raise RuntimeError(f"cannot resume from '{self.path}': {e}") from e
         engine.state.max_epochs = max_epochs
