@@ -64,11 +64,12 @@ def test_training_on_real_volumes_logs_to_mlflow(tmp_path, hippo_dir):
 
 
 def test_no_data_trains_on_synthetic_phantom(tmp_path):
-    proc = run_bundle(tmp_path, "--dataset_dir", str(tmp_path / "nothing_here"), "--download", "False",
+    root = tmp_path / "it's mine"  # a quote in the output path must not break the MLflow queries
+    proc = run_bundle(root, "--dataset_dir", str(tmp_path / "nothing_here"), "--download", "False",
                       "--max_epochs", "1", "--max_train_volumes", "4", "--max_val_volumes", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "SYNTHETIC" in proc.stdout + proc.stderr
-    _, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
+    _, runs = mlflow_runs(root / "output" / "mlruns.db")
     assert runs[0].data.tags["data"] == "synthetic" and runs[0].info.status == "FINISHED"
     assert runs[0].info.run_name.startswith("supervised_synthetic_seed0_")
 

@@ -148,11 +148,10 @@ class MLflowRunHandler(MLFlowHandler):
             self._atexit_registered = True
 
     def _end_stale_runs(self, run_id: str, tag: str, value: str) -> None:
-        runs = self.client.search_runs(
-            [self.experiment.experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.{tag} = '{value}'"
-        )
+        # compare the tag here rather than in the filter string: a value may hold any quote character
+        runs = self.client.search_runs([self.experiment.experiment_id], filter_string="attributes.status = 'RUNNING'")
         for r in runs:
-            if r.info.run_id != run_id:
+            if r.info.run_id != run_id and r.data.tags.get(tag) == str(value):
                 logger.warning("MLflow run %s (%s) was left RUNNING by a killed process: marking it KILLED",
                                r.info.run_id, r.info.run_name)
                 self.client.set_tag(r.info.run_id, "ended_by_run", run_id)
