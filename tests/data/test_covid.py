@@ -87,3 +87,24 @@ def test_rand_pick_positives_only():
     torch.testing.assert_close(torch.as_tensor(out["image"]), img[:, r : r + 16, c : c + 16])
     with pytest.raises(ValueError, match="no foreground"):
         pick({"image": img, "label": torch.zeros(1, 64, 64)})
+
+
+def test_a_mask_of_another_size_is_refused_before_resizing(tmp_path, covid_dir):
+    """The COVID config resizes images and masks; a 200x200 mask of a 256x256 X-ray is named, not resized apart."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    from ..conftest import CONFIGS
+
+    src = next((covid_dir / "Test" / "COVID-19" / "images").glob("*.png"))
+    img, mask = tmp_path / "x.png", tmp_path / "x_mask.png"
+    shutil.copy(src, img)
+    with Image.open(src.parent.parent / "infection masks" / src.name) as m:
+        m.resize((200, 200), Image.NEAREST).save(mask)
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "train_covid.json")])
+    load = parser.get_parsed_content("load_transforms")
+    with pytest.raises(Exception) as err:
+        Compose(load)({"image": str(img), "label": str(mask)})
+    text = str(err.value) + str(getattr(err.value, "__cause__", ""))
+    assert "x_mask.png (200, 200)" in text and "x.png (256, 256)" in text and "same shape" in text

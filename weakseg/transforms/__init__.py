@@ -19,6 +19,8 @@ from weakseg.transforms.labels import (
     CheckChannelsd,
     CheckFinite,
     CheckFinited,
+    CheckSameShape,
+    CheckSameShaped,
     MergeLabels,
     MergeLabelsd,
 )
@@ -59,6 +61,8 @@ __all__ = [
     "CheckChannelsd",
     "CheckFinite",
     "CheckFinited",
+    "CheckSameShape",
+    "CheckSameShaped",
     "MergeLabels",
     "MergeLabelsd",
     "SizeFromMask",

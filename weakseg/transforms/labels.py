@@ -21,6 +21,8 @@ __all__ = [
     "CheckFinited",
     "CheckChannels",
     "CheckChannelsd",
+    "CheckSameShape",
+    "CheckSameShaped",
 ]
 
 
@@ -184,3 +186,36 @@ class CheckChannelsd(_ArrayMapTransform):
     def __init__(self, keys: KeysCollection, num_channels: int, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = CheckChannels(num_channels)
+
+
+class CheckSameShape(Transform):
+    """Raise ``ValueError`` naming the sources when channel-first arrays differ in spatial shape (an image and its
+    mask of another size would otherwise be resized separately and trained on misaligned); return them unchanged."""
+
+    backend = ["torch", "numpy"]
+
+    def __call__(self, *arrays: NdarrayOrTensor, names: tuple[str, ...] | None = None) -> tuple[NdarrayOrTensor, ...]:
+        names = names or tuple(f"array {i}" for i in range(len(arrays)))
+        shapes = [tuple(a.shape[1:]) for a in arrays]
+        if len(set(shapes)) > 1:
+            desc = ", ".join(f"{n} {source_name(a, '<array>')} {s}" for n, a, s in zip(names, arrays, shapes))
+            raise ValueError(f"CheckSameShape: spatial shapes differ: {desc}; an image and its label must have the "
+                             "same shape.")
+        return arrays
+
+
+class CheckSameShaped(MapTransform):
+    """Dictionary version of :py:class:`CheckSameShape` over ``keys`` (missing keys are skipped with
+    ``allow_missing_keys``)."""
+
+    backend = CheckSameShape.backend
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.check = CheckSameShape()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        self.check(*(d[k] for k in keys), names=tuple(str(k) for k in keys))
+        return d
