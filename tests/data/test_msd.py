@@ -128,6 +128,25 @@ class TestBadInput:
         with pytest.raises(FileNotFoundError, match="gone.nii.gz"):
             load_msd_datalist(tmp_path)
 
+    def test_datalist_entries_are_type_checked_and_stay_inside_the_folder(self, tmp_path):
+        root = tmp_path / "ds"
+        c = _write_case(root, "a.nii.gz", np.zeros((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.uint8))
+        outside = _write_case(tmp_path, "b.nii.gz", np.zeros((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.uint8))
+        _dataset(root, [c, {"image": 3, "label": c["label"]}])
+        with pytest.raises(ValueError, match=r"training\[1\], field 'image': expected a file path \(string\), got 3"):
+            load_msd_datalist(root)
+        _dataset(root, [c, 7])
+        with pytest.raises(ValueError, match=r"training\[1\] must be a path or an object"):
+            load_msd_datalist(root)
+        up = {k: "../" + v[2:] for k, v in outside.items()}  # ../imagesTr/b.nii.gz exists, outside the folder
+        _dataset(root, [c, up])
+        with pytest.raises(ValueError, match=r"training\[1\], field 'image': '../imagesTr/b.nii.gz' lies outside"):
+            load_msd_datalist(root)
+        assert len(load_msd_datalist(root, allow_outside=True)) == 2
+        _dataset(root, [c, {k: str((tmp_path / v).resolve()) for k, v in outside.items()}])  # absolute, elsewhere
+        with pytest.raises(ValueError, match="lies outside the data folder"):
+            load_msd_datalist(root)
+
     def test_unreadable_nifti_named(self, tmp_path):
         c = _write_case(tmp_path, "a.nii.gz", np.zeros((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.uint8))
         (tmp_path / "imagesTr" / "a.nii.gz").write_bytes(b"\x1f\x8b\x08 this is not a nifti")

@@ -33,10 +33,13 @@ logger = logging.getLogger("weakseg.data")
 MSD_TASKS = ("Task04_Hippocampus",)
 
 
-def load_msd_datalist(dataset_dir: str | os.PathLike, section: str = "training") -> list[dict[str, str]]:
+def load_msd_datalist(dataset_dir: str | os.PathLike, section: str = "training",
+                      allow_outside: bool = False) -> list[dict[str, str]]:
     """
     Read ``dataset.json`` of an MSD-layout folder and return ``[{"image": path, "label": path}, ...]``
-    (absolute paths) for ``section`` ("training": labelled cases, "test": images only).
+    (absolute paths) for ``section`` ("training": labelled cases, "test": images only). Every entry must be a
+    path or an object of paths (strings); paths that leave the folder (absolute elsewhere, or ``../``) are refused
+    unless ``allow_outside``.
 
     Raises ``FileNotFoundError`` naming the missing ``dataset.json`` or the first missing image/label file,
     and ``ValueError`` for a malformed ``dataset.json``.
@@ -56,10 +59,18 @@ def load_msd_datalist(dataset_dir: str | os.PathLike, section: str = "training")
     if section not in desc or not isinstance(desc[section], list):
         raise ValueError(f"{meta} has no list '{section}'; expected MSD keys 'training' and 'test'.")
     items = []
-    for entry in desc[section]:
+    for i, entry in enumerate(desc[section]):
+        if not isinstance(entry, (str, dict)):
+            raise ValueError(f"{meta}: {section}[{i}] must be a path or an object with 'image' (and 'label'), got "
+                             f"{entry!r}")
         item = {"image": entry} if isinstance(entry, str) else dict(entry)
         for k, v in item.items():
+            if not isinstance(v, str) or not v:
+                raise ValueError(f"{meta}: {section}[{i}], field '{k}': expected a file path (string), got {v!r}")
             p = Path(os.path.abspath(root / v))  # symbolic links inside the data folder stay inside it
+            if not allow_outside and not p.is_relative_to(root):
+                raise ValueError(f"{meta}: {section}[{i}], field '{k}': '{v}' lies outside the data folder {root}; "
+                                 "use paths inside it (or allow_outside=True)")
             if not p.is_file():
                 raise FileNotFoundError(f"{meta} lists {k} '{v}' but {p} does not exist.")
             item[k] = str(p)
