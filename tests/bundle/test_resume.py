@@ -69,6 +69,11 @@ def test_sigkill_then_resume(tmp_path, hippo_dir):
     assert last_dice < best["best_metric"] - 0.05
     assert hashlib.sha256(model_pt.read_bytes()).hexdigest() == digest
 
+    # another batch size changes the epoch length: the resume is refused, naming both lengths
+    res = run_bundle(tmp_path, *args[:-6], "--max_epochs", "8", *args[-4:], "--resume", "True", "--batch_size", "8")
+    assert res.returncode != 0
+    assert f"written with {state['trainer']['epoch_length']} iterations per epoch and this run has" in res.stderr
+
     # a failed start never replaces trained weights: a resume from a corrupt checkpoint fails before its first
     # iteration (before its MLflow run starts) and leaves model_final.pt and model.pt byte for byte as they were
 

@@ -83,6 +83,7 @@ class ResumeHandler:
             logger.warning("resume requested but %s does not exist: training from scratch", self.path)
             return
         max_epochs = engine.state.max_epochs  # the configured length wins over the saved one
+        epoch_length = engine.state.epoch_length
         try:
             ckpt = torch.load(self.path, map_location="cpu", weights_only=True)
             to_load = dict(self.to_save)
@@ -94,4 +95,10 @@ class ResumeHandler:
         except Exception as e:
             raise RuntimeError(f"cannot resume from '{self.path}': {e}") from e
         engine.state.max_epochs = max_epochs
+        if epoch_length is not None and engine.state.epoch_length != epoch_length:
+            raise RuntimeError(
+                f"cannot resume from '{self.path}': it was written with {engine.state.epoch_length} iterations per "
+                f"epoch and this run has {epoch_length} (another batch size, data or epoch length); resume with the "
+                "settings of the interrupted run, or start a new run without --resume"
+            )
         logger.info("resumed from %s at epoch %d, iteration %d", self.path, engine.state.epoch, engine.state.iteration)
