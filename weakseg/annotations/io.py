@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from weakseg.data.msd import NIFTI_SUFFIXES, RASTER_SUFFIXES
+
 __all__ = [
     "FORMAT",
     "KINDS",
@@ -36,8 +38,6 @@ _SLICE_KEYS = {"index", "size", "size_mm", "boxes", "classes", "centre", "mask"}
 _CASE_2D_KEYS = _SLICE_KEYS - {"index"}
 _CASE_KEYS = {"id", "image", "label", "slice_axis", "pixel_spacing", "slices"} | _CASE_2D_KEYS
 _TOP_KEYS = {"format", "name", "description", "labels", "slice_axis", "simulated_from", *SECTIONS}
-_NIFTI = (".nii", ".nii.gz")
-_RASTER = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 class AnnotationError(ValueError):
@@ -60,7 +60,7 @@ def image_geometry(path: str | os.PathLike) -> tuple[tuple[int, ...], tuple[floa
     header only."""
     path = str(path)
     suf = _suffix(path)
-    if suf in _NIFTI:
+    if suf in NIFTI_SUFFIXES:
         import nibabel as nib
 
         img = nib.load(path)
@@ -69,7 +69,7 @@ def image_geometry(path: str | os.PathLike) -> tuple[tuple[int, ...], tuple[floa
             shape = shape[:3]
         zooms = tuple(float(z) for z in img.header.get_zooms()[: len(shape)])
         return shape, zooms
-    if suf in _RASTER:
+    if suf in RASTER_SUFFIXES:
         from PIL import Image
 
         with Image.open(path) as im:
@@ -81,8 +81,8 @@ def image_geometry(path: str | os.PathLike) -> tuple[tuple[int, ...], tuple[floa
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         sp = getattr(ds, "PixelSpacing", None)
         return (int(ds.Rows), int(ds.Columns)), (tuple(float(s) for s in sp) if sp is not None else None)
-    raise AnnotationError(f"unsupported image type '{path}': expected NIfTI ({', '.join(_NIFTI)}), "
-                          f"{', '.join(_RASTER)} or .dcm")
+    raise AnnotationError(f"unsupported image type '{path}': expected NIfTI ({', '.join(NIFTI_SUFFIXES)}), "
+                          f"{', '.join(RASTER_SUFFIXES)} or .dcm")
 
 
 @dataclass

@@ -261,7 +261,7 @@ def dataset_sections(dataset_dir: str | os.PathLike, fractions: Sequence[float] 
     (``dataset.json``, its ``"training"`` list and ``"labels"``), a folder with ``images/`` and ``labels/`` (or
     ``masks/``) holding files of the same names (2D or 3D), or the Sunnybrook layout (``link.csv``; split by
     patient, each slice a case whose label is its contour file)."""
-    from weakseg.data.msd import load_dataset_labels, load_folder_datalist, load_msd_datalist, split_by_volume
+    from weakseg.data.msd import MSDSource, split_by_volume
 
     root = Path(dataset_dir).expanduser()
     if (root / "link.csv").is_file():  # Sunnybrook: DICOM slices with contour files, split by patient
@@ -272,6 +272,6 @@ def dataset_sections(dataset_dir: str | os.PathLike, fractions: Sequence[float] 
                  for it in src.datalist()]
         split = split_by_patient(items, fractions, seed)
         return {"training": split["train"], "validation": split["val"], "test": split["test"]}, src.labels
-    items = load_msd_datalist(root, "training") if (root / "dataset.json").is_file() else load_folder_datalist(root)
-    split = split_by_volume(items, fractions, seed)
-    return {"training": split["train"], "validation": split["val"], "test": split["test"]}, load_dataset_labels(root)
+    src = MSDSource(root, download=False)  # the bundle's choice between an MSD folder and images/ + labels/
+    split = split_by_volume(src.datalist("training"), fractions, seed)
+    return {"training": split["train"], "validation": split["val"], "test": split["test"]}, src.labels

@@ -80,7 +80,10 @@ def load_msd_datalist(dataset_dir: str | os.PathLike, section: str = "training",
     return items
 
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + RASTER_SUFFIXES
+"""File suffixes of the images the package reads: NIfTI (2D or 3D) and 2D raster formats."""
 
 
 def load_folder_datalist(dataset_dir: str | os.PathLike) -> list[dict[str, str]]:
@@ -223,7 +226,7 @@ def files_datalist(files: Sequence[str | os.PathLike], source: str | os.PathLike
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     if not files:
-        raise FileNotFoundError(f"no .nii/.nii.gz volumes or 2D images ({', '.join(IMAGE_SUFFIXES[2:])}) found in "
+        raise FileNotFoundError(f"no .nii/.nii.gz volumes or 2D images ({', '.join(RASTER_SUFFIXES)}) found in "
                                 f"{source}; expected a folder or a list of image files.")
     out = []
     for f in files:
@@ -421,7 +424,8 @@ class MSDSource:
             return
         raise FileNotFoundError(
             f"{reason}. Point dataset_dir at a local copy of {task} (the folder holding dataset.json, "
-            f"imagesTr/ and labelsTr/), e.g. `--dataset_dir /data/{task}`, or enable download."
+            f"imagesTr/ and labelsTr/), e.g. `--dataset_dir /data/{task}`, or at a folder of images/ and labels/ (or "
+            "masks/) with files of the same names, or enable download."
         )
 
     def _download(self, root_dir: Path) -> Path:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from monai.data import PILWriter
 from monai.config import PathLike
+from monai.data import PILWriter
 
-__all__ = ["RASTER_SUFFIXES", "RowColumnPILWriter", "prediction_writer"]
+from weakseg.data.msd import RASTER_SUFFIXES
 
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+__all__ = ["RowColumnPILWriter", "prediction_writer"]
 
 
 class RowColumnPILWriter(PILWriter):

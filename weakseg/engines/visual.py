@@ -263,7 +263,7 @@ class MontageHandler:
         for item in out if isinstance(out, list) else [out]:
             img, pred = item[self.image_key], item[self.pred_key]
             name = Path(str(getattr(img, "meta", {}).get("filename_or_obj", f"case_{engine.state.iteration}"))).name
-            stem = name.split(".nii")[0].rsplit(".", 1)[0] if ".nii" not in name else name.split(".nii")[0]
+            stem = name.split(".nii")[0] if ".nii" in name else Path(name).stem
             image, label = torch.as_tensor(img)[0].cpu().numpy(), torch.as_tensor(pred)[0].cpu().numpy() > 0.5
             axis = self.axis
             if image.ndim == 2:  # a 2D image: one panel

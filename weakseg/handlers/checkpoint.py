@@ -1,11 +1,11 @@
-"""A final checkpoint only from a state that trained."""
+"""A final checkpoint only from a state that trained; the best-so-far state of a validation for resumes."""
 
 from __future__ import annotations
 
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointSaver
 
-__all__ = ["TrainedCheckpointSaver"]
+__all__ = ["BestMetricState", "TrainedCheckpointSaver"]
 
 
 class TrainedCheckpointSaver(CheckpointSaver):
