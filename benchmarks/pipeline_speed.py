@@ -29,11 +29,12 @@ def main() -> None:
     args = ap.parse_args()
     device, sync = device_sync(args.device)
 
-    parser = load_bundle_parser("train.json", "inference.json", dataset_dir=args.dataset_dir, download=False,
+    parser = load_bundle_parser("inference.json", "train.json", dataset_dir=args.dataset_dir, download=False,
                                 device=f"$torch.device('{device}')", num_workers=args.num_workers,
                                 input_dir=str(Path(args.dataset_dir) / "imagesTs"), png_montage=False)
     # inference without writing files: keep sigmoid + threshold, drop SaveImaged
-    parser["infer#postprocessing#transforms"] = parser["infer#postprocessing#transforms"][:2]
+    parser["postprocessing#transforms"] = parser["postprocessing#transforms"][:2]
+    parser["handlers"] = []  # an untrained network: no CheckpointLoader, montage or progress bar
     loader = parser.get_parsed_content("train#dataloader")
     prepare = parser.get_parsed_content("train#prepare_batch")  # the trainer's: copy to device + random flips
     net = parser.get_parsed_content("network")
@@ -78,8 +79,8 @@ def main() -> None:
     sync()
     t_model = time.perf_counter() - t
 
-    ev = parser.get_parsed_content("infer#evaluator")
-    n_vol = len(parser.get_parsed_content("infer#datalist"))
+    ev = parser.get_parsed_content("evaluator")
+    n_vol = len(parser.get_parsed_content("datalist"))
     t = time.perf_counter()
     ev.run()
     sync()

@@ -87,3 +87,7 @@ def generic_2d_folder(root: Path, num_images: int = 36, size: int = 64) -> Path:
 def lung_folder(tmp_path_factory) -> Path:
     """36 real chest X-rays with lung masks at 64 x 64 in the generic ``images/`` + ``masks/`` layout."""
     return generic_2d_folder(tmp_path_factory.mktemp("lung_folder"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "integration: runs the bundle or a build in a subprocess (slow; in CI too)")

@@ -61,7 +61,7 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     proc = run_bundle(tmp_path, *args, config=DP_CONFIG)
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn_lv_n10" / "models" / "model_final.pt"),
-                      config=DP_CONFIG + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
+                      config=("evaluate.json",) + DP_CONFIG + ("evaluate_dp.json",), run_id="evaluating")
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
 
@@ -70,15 +70,15 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     test_ids = [it["id"] for it in split_by_patient(load_sunnybrook_datalist(sunnybrook_dir), (0.5, 0.25, 0.25), 0)["test"]]
     eval_dir = tmp_path / "output" / "edpcnn_lv_n10" / "eval_test"
     summary = json.loads((eval_dir / "metrics.json").read_text())
-    assert {"test_dice", "test_assd_mm", "test_hd_mm"} <= set(summary["metrics"])
-    rows = (eval_dir / "test_dice_raw.csv").read_text().strip().splitlines()
+    assert {"dice", "assd_mm", "hd_mm"} <= set(summary["metrics"])
+    rows = (eval_dir / "dice_raw.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == test_ids  # one row per slice of the held-out test patient
 
     # the EDPCNN paper's U-Net baseline on the same slices (BCE; the thresholded component that holds the click)
     unet = DP_CONFIG + ("train_dp_unet.json",)
     proc = run_bundle(tmp_path, *args, config=unet)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    proc = run_bundle(tmp_path, *args, config=unet + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
+    proc = run_bundle(tmp_path, *args, config=("evaluate.json",) + unet + ("evaluate_dp.json",), run_id="evaluating")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", "weakseg_sunnybrook_lv")
     by_method = {r.data.tags["method"]: r for r in runs}
@@ -87,8 +87,8 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     assert by_method["edpcnn_unet_lv_n10"].data.params["learning_rate"] == "0.0001"  # the paper's U-Net rate
     for method in ("edpcnn_lv_n10", "edpcnn_unet_lv_n10"):
         res = json.loads((tmp_path / "output" / method / "eval_test" / "metrics.json").read_text())
-        assert [r["case"] for r in res["per_case"]] == test_ids and 0 <= res["metrics"]["test_dice"] <= 1
-        assert by_method["eval_" + method].data.metrics["test_dice"] == pytest.approx(res["metrics"]["test_dice"])
+        assert [r["case"] for r in res["per_case"]] == test_ids and 0 <= res["metrics"]["dice"] <= 1
+        assert by_method["eval_" + method].data.metrics["test_dice"] == pytest.approx(res["metrics"]["dice"])
     last = torch.load(tmp_path / "output" / "edpcnn_unet_lv_n10" / "models" / "checkpoint_last.pt", weights_only=True)
     assert "approximator" not in last  # the baseline has no DP approximator
 
@@ -98,7 +98,7 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     bad = tmp_path / "lv_n10.json"
     bad.write_text(json.dumps(desc))
     proc = run_bundle(tmp_path, *args[:-4], "--annotation_file", str(bad),
-                      config=DP_CONFIG + ("evaluate.json", "evaluate_dp.json"), run_id="evaluating")
+                      config=("evaluate.json",) + DP_CONFIG + ("evaluate_dp.json",), run_id="evaluating")
     assert proc.returncode != 0
     assert f"case '{desc['test'][3]['id']}' has no 'centre' in the annotation file" in proc.stderr
 
@@ -123,7 +123,7 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     pred_dir = tmp_path / "pred"
     proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn_lv_n10" / "models" / "model_final.pt"),
                       "--input_dir", str(in_dir), "--prediction_dir", str(pred_dir),
-                      config=DP_CONFIG + ("inference.json", "inference_dp.json"), run_id="inferring")
+                      config=("inference.json",) + DP_CONFIG + ("inference_dp.json",), run_id="inferring")
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name, src in (("lv_a", vol), ("lv_b", vol[:200, :, :2])):
         out = nib.load(pred_dir / f"{name}_seg.nii.gz")
@@ -141,7 +141,7 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     (in_dir / "centres.json").write_text(json.dumps({"lv_a.nii.gz": [[9, 10, 10]], "lv_b.nii.gz": []}))
     proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn_lv_n10" / "models" / "model_final.pt"),
                       "--input_dir", str(in_dir), "--prediction_dir", str(tmp_path / "pred2"),
-                      config=DP_CONFIG + ("inference.json", "inference_dp.json"), run_id="inferring")
+                      config=("inference.json",) + DP_CONFIG + ("inference_dp.json",), run_id="inferring")
     assert proc.returncode != 0
     assert "lv_a.nii.gz: centre (slice 9, row 10, col 10) is outside the volume" in proc.stderr
 

@@ -28,7 +28,7 @@ def test_generic_2d_folder_trains_and_evaluates_every_method(tmp_path, lung_fold
               "--class_names", "{'0': 'background', '1': 'lung'}", "--batch_size", "8"]
     sup = run_bundle(tmp_path, *common, "--max_epochs", "2", "--learning_rate", "0.003")
     assert sup.returncode == 0, sup.stdout[-3000:] + sup.stderr[-3000:]
-    ev = run_bundle(tmp_path, *common, config=("train.json", "evaluate.json"), run_id="evaluating")
+    ev = run_bundle(tmp_path, *common, config=("evaluate.json", "train.json"), run_id="evaluating")
     assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
     res = json.loads((tmp_path / "output" / "supervised" / "eval_test" / "metrics.json").read_text())
 
@@ -61,7 +61,7 @@ def test_generic_2d_folder_trains_and_evaluates_every_method(tmp_path, lung_fold
     for t in test[:3]:
         (inp / Path(t["image"]).name).symlink_to(t["image"])
     proc = run_bundle(tmp_path, *common, "--input_dir", str(inp), "--prediction_ext", ".png", "--prediction_dir",
-                      str(tmp_path / "pred"), config=("train.json", "inference.json"), run_id="inferring")
+                      str(tmp_path / "pred"), config=("inference.json", "train.json"), run_id="inferring")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for t in test[:3]:
         name = Path(t["image"]).name
@@ -80,7 +80,7 @@ def test_generic_2d_folder_trains_and_evaluates_every_method(tmp_path, lung_fold
                           (("train.json", "train_mlds.json"), [])):
         proc = run_bundle(tmp_path, *weak_args, "--max_epochs", "1", *extra, config=config)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    proc = run_bundle(tmp_path, *weak_args, config=("train.json", "train_mlds.json", "evaluate.json", "evaluate_mlds.json"),
+    proc = run_bundle(tmp_path, *weak_args, config=("evaluate.json", "train.json", "train_mlds.json", "evaluate_mlds.json"),
                       run_id="evaluating")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((tmp_path / "output" / "mlds_lungs_m6_ds" / "eval_test" / "metrics.json").read_text())

@@ -110,7 +110,7 @@ def test_inference_corrupt_input_no_partial_output(tmp_path, hippo_dir, trained)
     (inp / "b_truncated.nii.gz").write_bytes(raw[: len(raw) // 3])
     out = tmp_path / "pred"
     proc = run_bundle(tmp_path, "--input_dir", str(inp), "--ckpt_path", str(trained), "--prediction_dir", str(out),
-                      config=("train.json", "inference.json"), run_id="inferring")
+                      config=("inference.json", "train.json"), run_id="inferring")
     assert proc.returncode != 0 and "b_truncated.nii.gz" in proc.stderr
     assert (out / "a_good_seg.nii.gz").exists()
     nib.load(out / "a_good_seg.nii.gz").get_fdata()  # complete and readable
@@ -122,8 +122,8 @@ def test_checkpoint_of_another_network(tmp_path, hippo_dir):
 
     bad = tmp_path / "other.pt"
     torch.save(UNet(2, 1, 1, channels=(8, 16), strides=(2,)).state_dict(), bad)
-    for cfg, run_id, extra in ((("train.json", "inference.json"), "inferring", ["--input_dir", str(hippo_dir / "imagesTs")]),
-                               (("train.json", "evaluate.json"), "evaluating", ["--dataset_dir", str(hippo_dir),
+    for cfg, run_id, extra in ((("inference.json", "train.json"), "inferring", ["--input_dir", str(hippo_dir / "imagesTs")]),
+                               (("evaluate.json", "train.json"), "evaluating", ["--dataset_dir", str(hippo_dir),
                                                                                "--download", "False"])):
         proc = run_bundle(tmp_path, "--ckpt_path", str(bad), *extra, config=cfg, run_id=run_id)
         assert proc.returncode != 0 and "other.pt' does not match the network UNet" in proc.stderr, run_id
@@ -133,7 +133,7 @@ def test_unwritable_output_directory(tmp_path, hippo_dir, trained):
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("a file")
     proc = run_bundle(tmp_path, "--input_dir", str(hippo_dir / "imagesTs"), "--ckpt_path", str(trained),
-                      "--prediction_dir", str(blocker / "pred"), config=("train.json", "inference.json"),
+                      "--prediction_dir", str(blocker / "pred"), config=("inference.json", "train.json"),
                       run_id="inferring")
     assert proc.returncode != 0 and f"prediction_dir '{blocker / 'pred'}' is not writable" in proc.stderr
 

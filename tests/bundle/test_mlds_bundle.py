@@ -81,7 +81,7 @@ def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir, small_h
         {"labels": {"0": "background", "1": "Anterior", "2": "Posterior"},
          "training": [{"image": f"./imagesTr/{n}", "label": f"./labelsTr/{n}"} for n in names], "test": []}))
     proc = run_bundle(tmp_path, *base[2:], "--dataset_dir", str(ds), "--eval_split", "all", "--ckpt_path", str(ckpt),
-                      config=MLDS + ("evaluate.json", "evaluate_mlds.json"), run_id="evaluating")
+                      config=("evaluate.json",) + MLDS + ("evaluate_mlds.json",), run_id="evaluating")
     assert proc.returncode == 0, proc.stderr[-3000:]
     ev = tmp_path / "output" / "mlds_k4_box0.5_ds" / "eval_all"
     res = json.loads((ev / "metrics.json").read_text())
@@ -91,7 +91,7 @@ def test_evaluate_and_infer_the_three_class_network(tmp_path, hippo_dir, small_h
 
     out = tmp_path / "pred"
     proc = run_bundle(tmp_path, *base[2:], "--input_dir", str(ds / "imagesTr"), "--ckpt_path", str(ckpt),
-                      "--prediction_dir", str(out), config=MLDS + ("inference.json", "inference_mlds.json"),
+                      "--prediction_dir", str(out), config=("inference.json",) + MLDS + ("inference_mlds.json",),
                       run_id="inferring")
     assert proc.returncode == 0, proc.stderr[-3000:]
     for r in res["per_case"]:

@@ -40,7 +40,8 @@ def test_pretrain_then_size_finetune(tmp_path, small_hippo):
     p = size_run.data.params
     assert p["num_samples"] == "2" and p["size_loss._target_"] == "weakseg.losses.SizeLoss"
     assert p["supervised_weight"] == "0.0" and p["noise_scale"] == "1.0"
-    assert p["pretrained_ckpt"].endswith("'/pretrain_{}/models/model.pt'.format(@annotation_name)")
+    # params hold the resolved value of the expression, not its text
+    assert p["pretrained_ckpt"] == str(tmp_path / "output" / "pretrain_m32_s1" / "models" / "model.pt")
     # E and IoU per epoch, epoch 0 being the pre-trained network
     e = client.get_metric_history(size_run.info.run_id, "val_size_error")
     iou = client.get_metric_history(size_run.info.run_id, "val_mean_iou")

@@ -33,7 +33,7 @@ def test_hippocampus_combined_loss_with_linear_schedule(tmp_path, hippo_dir):
     assert len(mahd) == 3 and all(m.value >= 0 or math.isnan(m.value) for m in mahd)
 
     # the evaluate override works on top of the thesis config (same network definition, its best checkpoint)
-    proc = run_bundle(tmp_path, *common, "--eval_split", "val", config=("train.json", "train_thesis.json", "evaluate.json"),
+    proc = run_bundle(tmp_path, *common, "--eval_split", "val", config=("evaluate.json", "train.json", "train_thesis.json"),
                       run_id="evaluating")
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "output" / run.data.tags["method"] / "eval_val" / "metrics.json").read_text())
@@ -62,7 +62,7 @@ def test_covid_attention_unet_lovasz(tmp_path, covid_dir):
     proc = run_bundle(
         tmp_path, "--dataset_dir", str(covid_dir.parent), "--network_name", "attention_unet",
         "--network_def#channels", "[8, 16, 32, 64]", "--loss_name", "lovasz", "--spatial_size", "[128, 128]",
-        config=("train.json", "train_thesis.json", "train_covid.json", "evaluate.json"), run_id="evaluating")
+        config=("evaluate.json", "train.json", "train_thesis.json", "train_covid.json"), run_id="evaluating")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from weakseg.data import load_covid_qu_ex_datalist, stratified_split
 
@@ -74,7 +74,8 @@ def test_covid_attention_unet_lovasz(tmp_path, covid_dir):
     assert 0 <= res["metrics"]["pooled_iou"] <= res["metrics"]["pooled_dice"] <= 1
     _, runs = mlflow_runs(tmp_path / "output" / "mlruns.db", experiment="weakseg_covid_qu_ex")
     ev = next(r for r in runs if r.data.tags["method"].startswith("eval_"))
-    assert ev.info.status == "FINISHED" and ev.data.metrics["dice"] == pytest.approx(res["metrics"]["dice"])
+    assert ev.info.status == "FINISHED" and ev.data.metrics["test_dice"] == pytest.approx(res["metrics"]["dice"])
+    assert "hd95_px" in res["metrics"] and "test_hd95_px" in ev.data.metrics  # PNG labels hold no spacing
 
 
 def test_unknown_names_fail_clearly(tmp_path, hippo_dir):

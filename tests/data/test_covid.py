@@ -103,8 +103,10 @@ def test_a_mask_of_another_size_is_refused_before_resizing(tmp_path, covid_dir):
         m.resize((200, 200), Image.NEAREST).save(mask)
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "train_covid.json")])
-    load = parser.get_parsed_content("load_transforms")
+    load = Compose([parser.get_parsed_content("preprocessing"), parser.get_parsed_content("label_transform")])
     with pytest.raises(Exception) as err:
-        Compose(load)({"image": str(img), "label": str(mask)})
-    text = str(err.value) + str(getattr(err.value, "__cause__", ""))
+        load({"image": str(img), "label": str(mask)})
+    text, e = "", err.value
+    while e is not None:  # nested Compose: the message is on the innermost cause
+        text, e = text + str(e), e.__cause__
     assert "x_mask.png (200, 200)" in text and "x.png (256, 256)" in text and "same shape" in text

@@ -203,3 +203,20 @@ def test_strip_meta_gives_plain_float_tensors():
     assert torch.equal(out["image"], torch.arange(6.0).reshape(1, 2, 3))
     assert type(out["label"]) is torch.Tensor and out["label"].dtype == torch.float32 and out["id"] == "a"
     assert isinstance(items[0]["image"], MetaTensor)  # the input is left alone
+
+
+def test_inference_inputs_are_checked_and_named(tmp_path):
+    """A missing file or one that is no image is named before any work; a folder gives its image files sorted."""
+    from weakseg.data import files_datalist, image_files
+
+    (tmp_path / "b.nii.gz").write_bytes(b"")
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("x")
+    assert [Path(f).name for f in image_files(tmp_path)] == ["a.png", "b.nii.gz"]
+    assert files_datalist(image_files(tmp_path / "b.nii.gz")) == [{"image": str((tmp_path / "b.nii.gz").resolve())}]
+    with pytest.raises(FileNotFoundError, match="missing.nii.gz' does not exist"):
+        files_datalist([str(tmp_path / "missing.nii.gz")])
+    with pytest.raises(ValueError, match=r"notes.txt' is not an image file: expected NIfTI"):
+        files_datalist([str(tmp_path / "notes.txt")])
+    with pytest.raises(FileNotFoundError, match="no .nii/.nii.gz volumes or 2D images"):
+        files_datalist(image_files(tmp_path / "empty"), source=tmp_path / "empty")

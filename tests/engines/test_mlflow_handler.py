@@ -70,5 +70,85 @@ def test_flatten_config_params():
     cfg = {"lr": 0.01, "net": {"_target_": "UNet", "channels": [8, 16]}, "opt": {"lr": "@lr"},
            "dev": "$torch.device('cpu')", "skip": {"a": 1}, "tfms": [{"_target_": "X"}]}
     p = flatten_config_params(cfg, skip=["skip"])
-    assert p == {"lr": "0.01", "net._target_": "UNet", "net.channels": "[8, 16]", "opt.lr": "0.01",
-                 "dev": "$torch.device('cpu')"}
+    # without resolved values: references to literals are followed, expressions left out
+    assert p == {"lr": "0.01", "net._target_": "UNet", "net.channels": "[8, 16]", "opt.lr": "0.01"}
+
+
+def test_flatten_config_params_logs_resolved_values_never_expressions():
+    """With the values a real ConfigParser resolved: devices, paths, numbers from expressions; objects left out."""
+    from monai.bundle import ConfigParser
+
+    cfg = {"root": "/data", "out": "$@root + '/output'", "dev": "$torch.device('cpu')", "bs": 4,
+           "lr": "$0.5 * 0.002", "net": {"_target_": "torch.nn.Linear", "in_features": "@bs", "out_features": 2},
+           "model": "$@net.to(@dev)", "unused": "$1 + 1", "tfms": ["$@lr"], "imports": ["$import torch"]}
+    parser = ConfigParser(cfg)
+    parser.get_parsed_content("model")
+    parser.get_parsed_content("out")
+    parser.get_parsed_content("lr")
+    p = flatten_config_params(parser.get(), resolved=parser.ref_resolver.resolved_content)
+    assert p == {"root": "/data", "out": "/data/output", "dev": "cpu", "bs": "4", "lr": "0.001",
+                 "net._target_": "torch.nn.Linear", "net.in_features": "4", "net.out_features": "2"}
+    assert not any(v.startswith("$") or "@" in v for v in p.values())
+
+
+def test_system_metrics_logged_while_the_run_is_open(tmp_path):
+    """With psutil installed, the handler that closes the run samples MLflow's system metrics; the sampler stops
+    with the run (a finished run gets no later points)."""
+    import time
+
+    import pytest
+
+    pytest.importorskip("psutil")
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+
+    def step(engine, batch):
+        time.sleep(0.6)
+        return {"loss": torch.tensor(1.0)}
+
+    engine = Engine(step)
+    handler = MLflowRunHandler(tracking_uri=uri, experiment_name="e", run_name="r", close_on_complete=True,
+                               output_transform=lambda o: o["loss"], system_metrics_interval=0.5)
+    handler.attach(engine)
+    engine.run(range(5), max_epochs=1)
+    assert handler._monitor is None
+    client = MlflowClient(tracking_uri=uri)
+    run = client.search_runs([client.get_experiment_by_name("e").experiment_id])[0]
+    assert run.info.status == "FINISHED"
+    assert "system/cpu_utilization_percentage" in run.data.metrics and "system/system_memory_usage_megabytes" in run.data.metrics
+    n = len(client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage"))
+    time.sleep(1.2)
+    assert len(client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")) == n
+
+
+def test_sigterm_and_ctrl_c_end_the_run_killed(tmp_path):
+    """A real SIGTERM to this process mid-epoch (what a scheduler sends) and a Ctrl-C both end the run as KILLED,
+    not FAILED or RUNNING; SIGTERM surfaces as SystemExit(143) after the handlers ran."""
+    import os
+    import signal
+
+    import pytest
+
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        for name, interrupt in (("term", lambda: os.kill(os.getpid(), signal.SIGTERM)),
+                                ("int", lambda: (_ for _ in ()).throw(KeyboardInterrupt()))):
+            def step(engine, batch, interrupt=interrupt):
+                if engine.state.iteration == 3:
+                    interrupt()
+                return {"loss": torch.tensor(1.0)}
+
+            engine = Engine(step)
+            MLflowRunHandler(tracking_uri=uri, experiment_name="e", run_name=name, close_on_complete=True,
+                             output_transform=lambda o: o["loss"], system_metrics=False).attach(engine)
+            with pytest.raises((SystemExit, KeyboardInterrupt)) as err:
+                engine.run(range(5), max_epochs=2)
+            if name == "term":
+                assert isinstance(err.value, SystemExit) and err.value.code == 143
+            client = MlflowClient(tracking_uri=uri)
+            run = client.search_runs([client.get_experiment_by_name("e").experiment_id],
+                                     filter_string=f"attributes.run_name = '{name}'")[0]
+            assert run.info.status == "KILLED", (name, run.info.status)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

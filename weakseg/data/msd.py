@@ -222,7 +222,7 @@ def image_files(folder: str | os.PathLike) -> list[str]:
 
 def files_datalist(files: Sequence[str | os.PathLike], source: str | os.PathLike = "input") -> list[dict[str, str]]:
     """``[{"image": path}, ...]`` for inference; raises ``FileNotFoundError`` naming ``source`` when empty or a
-    file is missing."""
+    file is missing, ``ValueError`` naming a file that is not a NIfTI volume or 2D image."""
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     if not files:
@@ -232,6 +232,9 @@ def files_datalist(files: Sequence[str | os.PathLike], source: str | os.PathLike
     for f in files:
         if not Path(f).is_file():
             raise FileNotFoundError(f"input volume '{f}' does not exist.")
+        if not str(f).lower().endswith(IMAGE_SUFFIXES):
+            raise ValueError(f"input '{f}' is not an image file: expected NIfTI ({', '.join(NIFTI_SUFFIXES)}) or a "
+                             f"2D image ({', '.join(RASTER_SUFFIXES)}).")
         out.append({"image": str(Path(f).resolve())})
     return out
 

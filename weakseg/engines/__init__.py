@@ -20,6 +20,7 @@ from weakseg.engines.utils import (
     distributed_device,
     ensure_writable_dir,
     load_pretrained,
+    require_checkpoint,
     unwrap_parallel,
 )
 from weakseg.engines.visual import (
@@ -57,6 +58,7 @@ __all__ = [
     "default_predict",
     "distributed_device",
     "ensure_writable_dir",
+    "require_checkpoint",
     "find_bundle_parser",
     "flatten_config_params",
     "load_pretrained",

@@ -19,6 +19,8 @@ __all__ = ["MLflowRunHandler", "find_bundle_parser", "flatten_config_params"]
 logger = logging.getLogger("weakseg.engines")
 
 _ID_SEP = "#"
+# ids that MONAI's ``--tracking mlflow`` settings add to a config: bookkeeping, not hyper-parameters
+_TRACKING_SETTINGS_IDS = ("is_not_rank0", "save_execute_config")
 
 
 def find_bundle_parser():
@@ -45,16 +47,36 @@ def find_bundle_parser():
 
 
 def _is_literal(v: Any) -> bool:
-    return isinstance(v, (int, float, bool)) or (isinstance(v, str) and not v.startswith(("$", "%")))
+    return isinstance(v, (int, float, bool)) or (isinstance(v, str) and not v.startswith(("$", "%", "@")))
 
 
-def flatten_config_params(config: Mapping, prefix: str = "", skip: Sequence[str] = ()) -> dict[str, str]:
+def _loggable(v: Any) -> str | None:
+    """A resolved config value as an MLflow param: numbers, strings, devices and paths as text, short lists of
+    them as JSON; anything else (networks, datasets, transforms) is not a hyper-parameter value: ``None``."""
+    import torch
+
+    if v is None or isinstance(v, (bool, int, float)):
+        return str(v)
+    if isinstance(v, (str, os.PathLike, torch.device, torch.dtype)):
+        return str(v)[:500]
+    if isinstance(v, (list, tuple)) and len(v) <= 16 and all(x is None or isinstance(x, (bool, int, float, str)) for x in v):
+        return json.dumps(list(v))
+    return None
+
+
+def flatten_config_params(config: Mapping, prefix: str = "", skip: Sequence[str] = (),
+                          resolved: Mapping[str, Any] | None = None) -> dict[str, str]:
     """
-    Flatten the literal values of a raw bundle config into MLflow params (``network_def.channels`` ->
-    ``[32, 64, 128, 256]``). ``@id`` references are resolved to the referenced literal; ``$`` expressions
-    are kept as their text (they are hyper-parameters too, e.g. an ``$@learning_rate * 0.1``).
+    Flatten a bundle config into MLflow params (``network_def.channels`` -> ``[32, 64, 128, 256]``).
+
+    Literals are logged as they are. ``@id`` references and ``$`` expressions are logged as the value they resolved
+    to in the run (``resolved``: config id -> value, e.g. ``ConfigParser.ref_resolver.resolved_content``) when that
+    value is a number, string, device, path or short list; an expression that the run never evaluated, or whose
+    value is an object (a network, a dataset), is left out. Without ``resolved``, references to literals are
+    followed and expressions are left out. So no param ever holds a ``$``/``@`` expression.
     """
     out: dict[str, str] = {}
+    resolved = resolved or {}
 
     def lookup(ref: str) -> Any:
         node: Any = config
@@ -64,26 +86,62 @@ def flatten_config_params(config: Mapping, prefix: str = "", skip: Sequence[str]
             elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
             else:
-                return ref
+                return None
         return node
 
-    def walk(node: Any, key: str) -> None:
+    def walk(node: Any, key: str, cid: str) -> None:
         if any(key == s or key.startswith(s + ".") for s in skip):
             return
-        if isinstance(node, str) and node.startswith("@"):
-            node = lookup(node[1:])
+        if isinstance(node, str) and node.startswith(("$", "@", "%")):
+            value = _resolved_value(resolved, cid)
+            if value is _MISSING and node.startswith("@"):
+                target = lookup(node[1:])
+                value = target if _is_literal(target) or target is None else _MISSING
+            text = None if value is _MISSING else _loggable(value)
+            if text is not None:
+                out[key] = text
+            return
         if isinstance(node, Mapping):
             for k, v in node.items():
-                walk(v, f"{key}.{k}" if key else str(k))
-        elif isinstance(node, list) and all(_is_literal(x) for x in node) and len(node) <= 16:
-            out[key] = json.dumps(node)
+                walk(v, f"{key}.{k}" if key else str(k), f"{cid}{_ID_SEP}{k}" if cid else str(k))
+        elif isinstance(node, list):
+            if all(_is_literal(x) for x in node) and len(node) <= 16:
+                out[key] = json.dumps(node)
         elif node is None or _is_literal(node):
             out[key] = str(node)
-        elif isinstance(node, str):  # expression
-            out[key] = node[:500]
 
-    walk(config, prefix)
+    walk(config, prefix, "")
     return {k: v for k, v in out.items() if k and len(k) <= 250}
+
+
+_MISSING = object()
+
+
+def _resolved_value(resolved: Mapping[str, Any], cid: str) -> Any:
+    for sep in (_ID_SEP, "::"):
+        key = cid.replace(_ID_SEP, sep)
+        if key in resolved:
+            return resolved[key]
+    return _MISSING
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM (what schedulers and containers send) into ``SystemExit(143)`` in the main thread, so that the
+    engine's exception handlers and ``atexit`` run and the MLflow run ends as KILLED instead of staying RUNNING.
+    A handler that someone else installed is left alone."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return
+
+    def _on_sigterm(signum, frame):
+        logger.error("SIGTERM received: stopping; the MLflow run is ended as KILLED")
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 class MLflowRunHandler(MLFlowHandler):
@@ -95,12 +153,19 @@ class MLflowRunHandler(MLFlowHandler):
       ``<config_dir>/executed_config.json``, logged as an artifact, and its hyper-parameters logged as params
       (``params_skip`` lists config ids to leave out, e.g. long transform lists);
     - on an exception in the engine the run is ended as ``FAILED`` after logging whatever artifacts exist
-      (so a crash never leaves a run ``RUNNING``); an interpreter exit with the run still open (Ctrl-C) ends it
-      as ``KILLED``;
+      (so a crash never leaves a run ``RUNNING``); Ctrl-C (``KeyboardInterrupt``) and SIGTERM (turned into
+      ``SystemExit`` once the run starts) end it as ``KILLED``, as does an interpreter exit with the run still open;
     - ``stale_tag`` (e.g. ``"run_dir"``): when a run starts, earlier runs of the experiment still ``RUNNING``
       with the same value of that tag (a process killed with SIGKILL, which no handler can catch) are ended as
       ``KILLED`` and tagged ``ended_by_run``. A resumed training therefore starts a new MLflow run and closes
       the killed one.
+    - ``metric_prefix`` (e.g. ``"test_"``): prepended to the names of the engine's metrics, so that an evaluation
+      logs ``test_dice`` or ``val_dice`` according to the split it scored.
+    - ``system_metrics`` (default on): MLflow's system metrics (CPU, memory, disk, network; GPU with ``pynvml``)
+      every ``system_metrics_interval`` seconds while the run is open, when ``psutil`` is installed, by the
+      handler that closes the run (``close_on_complete``);
+    - MONAI's ``--tracking mlflow`` appends its own ``MLFlowHandler`` to the same engines, logging into the same
+      run: when the engine starts, such a handler is detached (with a log line), so every value is logged once.
 
     Attach it to the trainer *before* any other handler so that its ``EXCEPTION_RAISED`` callback runs first:
     ignite only reaches the first of several exception handlers that re-raise.
@@ -114,9 +179,15 @@ class MLflowRunHandler(MLFlowHandler):
         config_dir: str | os.PathLike | None = None,
         params_skip: Sequence[str] = (),
         stale_tag: str | None = None,
+        metric_prefix: str = "",
+        system_metrics: bool = True,
+        system_metrics_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.system_metrics, self.system_metrics_interval = system_metrics, system_metrics_interval
+        self._monitor = None
+        self.metric_prefix = metric_prefix
         self.stale_tag = stale_tag
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
         self.log_bundle_config = log_bundle_config
@@ -132,7 +203,30 @@ class MLflowRunHandler(MLFlowHandler):
             handlers = engine._event_handlers[Events.EXCEPTION_RAISED]
             handlers.insert(0, handlers.pop())
 
+    def _default_epoch_log(self, engine: Engine) -> None:
+        if not self.metric_prefix:
+            return super()._default_epoch_log(engine)
+        metrics = engine.state.metrics
+        if metrics:
+            step = self.global_epoch_transform(engine.state.epoch)
+            self._log_metrics({f"{self.metric_prefix}{k}": v for k, v in metrics.items()}, step=step)
+
+    def _detach_duplicate_loggers(self, engine: Engine) -> None:
+        """Remove MLFlowHandlers other than this one (MONAI's ``--tracking mlflow`` adds them) from ``engine``."""
+        dup = {}
+        for event, handlers in list(engine._event_handlers.items()):
+            for h, *_ in handlers:
+                owner = getattr(h, "__self__", None)
+                if isinstance(owner, MLFlowHandler) and not isinstance(owner, MLflowRunHandler):
+                    dup.setdefault(id(owner), (owner, []))[1].append((event, h))
+        for owner, pairs in dup.values():
+            for event, h in pairs:
+                engine.remove_event_handler(h, event)
+            logger.warning("another MLFlowHandler (e.g. from --tracking mlflow) was attached to %s besides "
+                           "MLflowRunHandler: detached, so that each value is logged once", type(engine).__name__)
+
     def start(self, engine: Engine) -> None:
+        self._detach_duplicate_loggers(engine)
         super().start(engine)
         if self.cur_run is None:
             return
@@ -143,9 +237,36 @@ class MLflowRunHandler(MLFlowHandler):
             self._end_stale_runs(run_id, self.stale_tag, self.tags[self.stale_tag])
         if self.log_bundle_config:
             self._log_bundle_config(run_id)
+        if self.system_metrics and self.close_on_complete and self._monitor is None:
+            self._start_system_metrics(run_id)
         if not self._atexit_registered:
             atexit.register(self._end_at_exit)
             self._atexit_registered = True
+            _exit_on_sigterm()
+
+    def _start_system_metrics(self, run_id: str) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("psutil") is None:
+            logger.info("MLflowRunHandler: psutil is not installed, no system metrics (pip install psutil)")
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._monitor = SystemMetricsMonitor(run_id, sampling_interval=self.system_metrics_interval,
+                                             tracking_uri=self.client.tracking_uri)
+        self._monitor.start()
+
+    def _stop_system_metrics(self) -> None:
+        if self._monitor is not None:
+            try:
+                self._monitor.finish()
+            except Exception as err:  # never hide how the run ended
+                logger.warning("MLflowRunHandler: system metrics monitor did not stop cleanly: %s", err)
+            self._monitor = None
+
+    def close(self) -> None:
+        self._stop_system_metrics()
+        super().close()
 
     def _end_stale_runs(self, run_id: str, tag: str, value: str) -> None:
         # compare the tag here rather than in the filter string: a value may hold any quote character
@@ -163,7 +284,8 @@ class MLflowRunHandler(MLFlowHandler):
             logger.info("MLflowRunHandler: not inside a bundle run, executed config not logged")
             return
         raw = parser.get()
-        params = flatten_config_params(raw, skip=self.params_skip)
+        skip = self.params_skip + _TRACKING_SETTINGS_IDS
+        params = flatten_config_params(raw, skip=skip, resolved=parser.ref_resolver.resolved_content)
         logged = self.client.get_run(run_id).data.params
         params = {k: v for k, v in params.items() if k not in logged}
         if params:
@@ -179,6 +301,7 @@ class MLflowRunHandler(MLFlowHandler):
         if self.cur_run is None:
             return
         run_id = self.cur_run.info.run_id
+        self._stop_system_metrics()
         try:
             for artifact in self._parse_artifacts() if self.artifacts else []:
                 self.client.log_artifact(run_id, artifact)
@@ -190,13 +313,27 @@ class MLflowRunHandler(MLFlowHandler):
             self.cur_run = None
             self._dispose_sqlite_store()
 
-    def exception_raised(self, engine: Engine, e: Exception) -> None:
-        """End the run as FAILED; re-raise unless another exception handler follows (it will re-raise)."""
-        logger.error("training failed (%s: %s); MLflow run marked FAILED", type(e).__name__, e)
-        self._end("FAILED")
+    def exception_raised(self, engine: Engine, e: BaseException) -> None:
+        """End the run as KILLED for an interruption (Ctrl-C, SIGTERM: ``KeyboardInterrupt``, ``SystemExit``), as
+        FAILED for any other exception; re-raise unless another exception handler follows (it will re-raise)."""
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            logger.error("training interrupted (%s); MLflow run marked KILLED; the checkpoints of finished epochs "
+                         "are kept (--resume True continues)", type(e).__name__)
+            self._end("KILLED")
+        else:
+            logger.error("training failed (%s: %s); MLflow run marked FAILED", type(e).__name__, e)
+            self._end("FAILED")
         if len(engine._event_handlers[Events.EXCEPTION_RAISED]) <= 1:
             raise e
 
     def _end_at_exit(self) -> None:
-        if self.cur_run is not None:
+        if self.cur_run is None:
+            return
+        try:  # a handler that shares a run it does not close (a validator's) must not re-end a finished run
+            running = self.client.get_run(self.cur_run.info.run_id).info.status == "RUNNING"
+        except Exception:
+            running = True
+        if running:
             self._end("KILLED")
+        else:
+            self.cur_run = None

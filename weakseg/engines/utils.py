@@ -15,6 +15,7 @@ __all__ = [
     "distributed_device",
     "ensure_writable_dir",
     "load_pretrained",
+    "require_checkpoint",
     "unwrap_parallel",
 ]
 
@@ -53,16 +54,11 @@ class PrepareBatchKeys:
         return to(self.image_key), (targets if many else targets[0])
 
 
-def load_pretrained(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> torch.nn.Module:
-    """
-    Load weights saved by ``CheckpointSaver`` (a state dict, or a dict holding one under ``key``/"model") into
-    ``network`` with ``torch.load(..., weights_only=True)``. A missing file or a checkpoint of another network
-    raises an error naming the file and the mismatching parameters. A (Distributed)DataParallel ``network`` is
-    loaded through its module. Returns ``network``.
-    """
+def _checked_state_dict(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> dict:
     if not path or not os.path.isfile(path):
-        raise FileNotFoundError(f"pre-trained checkpoint '{path}' does not exist; train a model first or fix the path.")
-    wrapper, network = network, unwrap_parallel(network)  # checkpoints hold the plain network
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist: train a model first (it leaves the best weights "
+                                "at <bundle_root>/models/model.pt and in its run folder) or pass --ckpt_path.")
+    network = unwrap_parallel(network)  # checkpoints hold the plain network
     device = next(network.parameters()).device
     sd = torch.load(path, map_location=device, weights_only=True)
     if key is not None or ("model" in sd and isinstance(sd["model"], Mapping)):
@@ -77,8 +73,30 @@ def load_pretrained(network: torch.nn.Module, path: str | os.PathLike, key: str 
             f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
             f"{len(shape)} with other shapes (e.g. {shape[:3]})."
         )
-    network.load_state_dict(sd)
-    return wrapper
+    return sd
+
+
+def load_pretrained(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> torch.nn.Module:
+    """
+    Load weights saved by ``CheckpointSaver`` (a state dict, or a dict holding one under ``key``/"model") into
+    ``network`` with ``torch.load(..., weights_only=True)``. A missing file or a checkpoint of another network
+    raises an error naming the file and the mismatching parameters. A (Distributed)DataParallel ``network`` is
+    loaded through its module. Returns ``network``.
+    """
+    unwrap_parallel(network).load_state_dict(_checked_state_dict(network, path, key))
+    return network
+
+
+def require_checkpoint(path: str | os.PathLike, network: torch.nn.Module | None = None) -> str:
+    """Before a workflow starts: ``path`` must be a checkpoint file (and, with ``network``, one of that network),
+    else an error that names the file and says to train first or pass ``--ckpt_path``. Returns ``path``; the
+    workflow's ``CheckpointLoader`` then loads it."""
+    if network is None:
+        if not path or not os.path.isfile(path):
+            _checked_state_dict(torch.nn.Linear(1, 1), path)  # raises the missing-file error
+    else:
+        _checked_state_dict(network, path)
+    return str(path)
 
 
 class MetricsJsonHandler:

@@ -246,17 +246,20 @@ def save_montage_png(image: np.ndarray, pred: np.ndarray, path: str | os.PathLik
 class MontageHandler:
     """
     Attach to an inference evaluator: after every iteration writes ``<output_dir>/<case>_montage.png`` for each
-    volume of the batch (``image_key`` input, ``pred_key`` label), see :func:`save_montage_png`.
+    volume of the batch (``image_key`` input, ``pred_key`` label), see :func:`save_montage_png`. ``enabled=False``
+    attaches nothing (a switch that configs can set by name, e.g. ``"enabled": "@png_montage"``).
     """
 
     def __init__(self, output_dir: str | os.PathLike, image_key: str = "image", pred_key: str = "pred",
-                 axis: int = 0, num_slices: int = 8) -> None:
+                 axis: int = 0, num_slices: int = 8, enabled: bool = True) -> None:
         self.output_dir = Path(output_dir)
         self.image_key, self.pred_key = image_key, pred_key
         self.axis, self.num_slices = axis, num_slices
+        self.enabled = bool(enabled)
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        if self.enabled:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
         out = engine.state.output

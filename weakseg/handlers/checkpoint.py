@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointSaver
 
-__all__ = ["BestMetricState", "TrainedCheckpointSaver"]
+__all__ = ["BestMetricState", "PublishCheckpoint", "TrainedCheckpointSaver"]
 
 
 class TrainedCheckpointSaver(CheckpointSaver):
@@ -75,3 +80,32 @@ class BestMetricState:
         ckpt = self._checkpoint()
         if ckpt is not None:
             ckpt.load_state_dict({"_saved": [(float(p), str(f)) for p, f in state["saved"]]})
+
+
+class PublishCheckpoint:
+    """When the engine completes, copy the checkpoint ``source`` (e.g. the run's best ``model.pt``) to ``target``
+    (e.g. ``<bundle_root>/models/model.pt``, where the model-zoo layout and a standalone ``inference.json`` expect
+    the bundle's weights), atomically: a temporary file in the target folder, then ``os.replace``. Nothing is
+    copied when ``source`` does not exist (no validation ran) or when the run fails, so ``target`` only ever
+    holds the weights of a completed training.
+    """
+
+    def __init__(self, source: str | os.PathLike, target: str | os.PathLike) -> None:
+        self.source, self.target = Path(source), Path(target)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if not self.source.is_file() or self.source.resolve() == self.target.resolve():
+            return
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(self.source, tmp)
+            os.replace(tmp, self.target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        engine.logger.info(f"best weights {self.source} copied to {self.target}")

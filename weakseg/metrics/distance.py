@@ -65,11 +65,16 @@ class SpacedDistance(IgniteMetricHandler):
         include_background, percentile, reduction: as in MONAI's metrics.
         spacing_key: batch key holding the pixel spacing.
         output_transform: engine output → ``(y_pred, y)``, as for MONAI's handlers.
+        unit_suffix: store the result as ``<name>_mm`` when every case had a physical spacing (the batch's
+            ``spacing_key``, or a header that holds one: NIfTI ``pixdim``, ITK ``spacing``) and ``<name>_px`` when
+            none had (PNG/JPEG labels, in-memory tensors), e.g. ``hd95_mm``; cases of both kinds in one run raise a
+            ``ValueError``. ``False`` (default): ``<name>``.
     """
 
     def __init__(self, metric: str = "hd", include_background: bool = True, percentile: float | None = None,
                  spacing_key: str = "spacing", reduction: str = "mean",
-                 output_transform: Callable = lambda x: x, save_details: bool = True) -> None:
+                 output_transform: Callable = lambda x: x, save_details: bool = True,
+                 unit_suffix: bool = False) -> None:
         if metric == "hd":
             fn = HausdorffDistanceMetric(include_background=include_background, percentile=percentile,
                                          reduction=reduction)
@@ -78,6 +83,8 @@ class SpacedDistance(IgniteMetricHandler):
         else:
             raise ValueError(f"metric must be 'hd' or 'assd', got {metric!r}")
         self.spacing_key = spacing_key
+        self.unit_suffix = unit_suffix
+        self.units: set[str] = set()
         super().__init__(metric_fn=fn, output_transform=output_transform, save_details=save_details)
 
     def _spacing(self, engine) -> list | None:
@@ -92,8 +99,13 @@ class SpacedDistance(IgniteMetricHandler):
     def iteration_completed(self, engine) -> None:  # type: ignore[override]
         y_pred, y = self._output_transform(engine.state.output)
         spacing = self._spacing(engine)
-        if spacing is None and isinstance(y, (list, tuple)) and y and all(isinstance(t, MetaTensor) for t in y):
+        if spacing is not None:
+            self.units.add("mm")
+        elif isinstance(y, (list, tuple)) and y and all(isinstance(t, MetaTensor) for t in y):
             spacing = [[float(s) for s in torch.as_tensor(t.pixdim).reshape(-1)[: t.ndim - 1]] for t in y]
+            self.units.update("mm" if ("pixdim" in t.meta or "spacing" in t.meta) else "px" for t in y)
+        else:
+            self.units.add("px")
         if spacing is not None and len(spacing) != len(y_pred):
             raise ValueError(f"SpacedDistance: {len(spacing)} spacings for {len(y_pred)} predictions")
         if isinstance(y_pred, (list, tuple)):  # decollated: one call per sample, each with its own spacing
@@ -101,3 +113,20 @@ class SpacedDistance(IgniteMetricHandler):
                 self.metric_fn(p[None], t[None], spacing=None if spacing is None else [spacing[i]])
         else:
             self.metric_fn(y_pred, y, spacing=spacing)
+
+    def reset(self) -> None:
+        super().reset()
+        self.units = set()
+
+    def completed(self, engine, name: str) -> None:  # type: ignore[override]
+        super().completed(engine, name)
+        if not self.unit_suffix or not self.units:
+            return
+        if len(self.units) > 1:
+            raise ValueError(f"{name}: some cases have a physical spacing (mm) and others not (pixels); evaluate them "
+                             "separately or pass a spacing for every case.")
+        new = f"{name}_{next(iter(self.units))}"
+        engine.state.metrics[new] = engine.state.metrics.pop(name)
+        details = getattr(engine.state, "metric_details", None)
+        if isinstance(details, dict) and name in details:
+            details[new] = details.pop(name)
