@@ -102,19 +102,25 @@ def test_all_background_volumes(tmp_path, hippo_dir):
 
 
 def test_inference_corrupt_input_no_partial_output(tmp_path, hippo_dir, trained):
+    """A truncated volume in the middle of a folder: the inputs before and after it are predicted, the bad one is
+    reported (file, reason) in failed_inputs.json, and the run exits non-zero naming it."""
     inp = tmp_path / "in"
     inp.mkdir()
-    good = sorted((hippo_dir / "imagesTs").glob("*.nii.gz"))[0]
+    good, good2 = sorted((hippo_dir / "imagesTs").glob("*.nii.gz"))[:2]
     shutil.copy(good, inp / "a_good.nii.gz")
+    shutil.copy(good2, inp / "c_good.nii.gz")
     raw = good.read_bytes()
     (inp / "b_truncated.nii.gz").write_bytes(raw[: len(raw) // 3])
     out = tmp_path / "pred"
     proc = run_bundle(tmp_path, "--input_dir", str(inp), "--ckpt_path", str(trained), "--prediction_dir", str(out),
                       config=("inference.json", "train.json"), run_id="inferring")
-    assert proc.returncode != 0 and "b_truncated.nii.gz" in proc.stderr
-    assert (out / "a_good_seg.nii.gz").exists()
-    nib.load(out / "a_good_seg.nii.gz").get_fdata()  # complete and readable
+    assert proc.returncode != 0 and "1 of 3 inputs could not be processed" in proc.stderr
+    assert "b_truncated.nii.gz" in proc.stderr
+    for name in ("a_good", "c_good"):
+        nib.load(out / f"{name}_seg.nii.gz").get_fdata()  # complete and readable
     assert not list(out.glob("b_truncated*"))
+    report = json.loads((out / "failed_inputs.json").read_text())
+    assert len(report) == 1 and report[0]["file"].endswith("b_truncated.nii.gz") and report[0]["reason"]
 
 
 def test_checkpoint_of_another_network(tmp_path, hippo_dir):

@@ -1,5 +1,5 @@
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from mlflow import MlflowClient
 from monai.handlers import CheckpointSaver, StatsHandler
 
@@ -152,3 +152,52 @@ def test_sigterm_and_ctrl_c_end_the_run_killed(tmp_path):
             assert run.info.status == "KILLED", (name, run.info.status)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_unreachable_tracking_server_fails_fast_with_the_uri():
+    import socket
+    import time
+
+    import pytest
+
+    from weakseg.engines import check_tracking_uri
+
+    with socket.socket() as s:  # a port on which nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    t = time.monotonic()
+    with pytest.raises(ConnectionError, match=f"MLflow tracking server {uri} is not reachable.*unset MLFLOW_TRACKING_URI"):
+        check_tracking_uri(uri, timeout=2)
+    assert time.monotonic() - t < 10
+    assert check_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_tracking_outage_mid_run_never_stops_training(tmp_path):
+    """The store fails for iterations 3-6: training goes on, the values are buffered with their steps and logged
+    when it answers again; the run ends FINISHED with one value per iteration."""
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    engine = Engine(lambda e, b: {"loss": torch.tensor(float(e.state.iteration))})
+    handler = MLflowRunHandler(tracking_uri=uri, experiment_name="e", run_name="r", close_on_complete=True,
+                               output_transform=lambda o: o["loss"], tag_name="train_loss", epoch_log=False,
+                               system_metrics=False, retry_interval=0)
+    handler.attach(engine)
+    real = None
+
+    def flaky(*args, **kwargs):
+        if 3 <= engine.state.iteration <= 6:
+            raise ConnectionError("tracking server down")
+        return real(*args, **kwargs)
+
+    @engine.on(Events.STARTED)
+    def _break_store(e):
+        nonlocal real
+        real = handler.client.log_batch
+        handler.client.log_batch = flaky
+
+    engine.run(range(5), max_epochs=2)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.search_runs([client.get_experiment_by_name("e").experiment_id])[0]
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert sorted((m.step, m.value) for m in history) == [(i, float(i)) for i in range(1, 11)]

@@ -21,6 +21,7 @@ from weakseg.data.loader import DeviceBatchLoader, training_loader
 from weakseg.data.writers import RowColumnPILWriter, prediction_writer
 from weakseg.data.msd import (
     CheckedDataset,
+    SkipFailuresDataset,
     MSDSource,
     files_datalist,
     image_files,
@@ -57,6 +58,7 @@ __all__ = [
     "load_covid_qu_ex_datalist",
     "stratified_split",
     "CheckedDataset",
+    "SkipFailuresDataset",
     "MSDSource",
     "files_datalist",
     "image_files",

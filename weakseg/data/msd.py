@@ -26,6 +26,7 @@ __all__ = [
     "files_datalist",
     "image_files",
     "CheckedDataset",
+    "SkipFailuresDataset",
 ]
 
 logger = logging.getLogger("weakseg.data")
@@ -271,6 +272,50 @@ class CheckedDataset:
                     ) from e
 
         return _Checked(data=data, transform=transform)
+
+
+class SkipFailuresDataset(torch.utils.data.IterableDataset):
+    """
+    Inference data that goes on past a bad input: each item of ``data`` is transformed in turn (``transform``,
+    e.g. load + checks + normalisation); an item that fails is skipped and recorded in :attr:`failures`
+    (``{"file": ..., "reason": ...}``, the root cause of MONAI's "applying transform" chain) with an error log
+    line, and the next one is served. So one truncated volume does not stop a folder: every other input is
+    still predicted. After the run, :meth:`raise_failures` writes the report and fails the workflow if any input
+    failed. With DataLoader workers, items are shared out by index.
+    """
+
+    def __init__(self, data: Sequence, transform: Callable | None = None) -> None:
+        super().__init__()
+        self.data, self.transform = list(data), transform
+        self.failures: list[dict[str, str]] = []
+
+    def __iter__(self):
+        from monai.transforms import apply_transform
+
+        info = torch.utils.data.get_worker_info()
+        for i, item in enumerate(self.data):
+            if info is not None and i % info.num_workers != info.id:
+                continue
+            try:
+                yield apply_transform(self.transform, dict(item)) if self.transform is not None else dict(item)
+            except Exception as e:
+                root = _root_cause(e)
+                failure = {"file": _files(item), "reason": f"{type(root).__name__}: {root}"}
+                self.failures.append(failure)
+                logger.error("skipped input (%s): %s", failure["file"], failure["reason"])
+
+    def raise_failures(self, report_dir: str | os.PathLike, name: str = "failed_inputs.json") -> None:
+        """Write ``<report_dir>/<name>`` (the failed inputs, an empty list when none failed) and raise a
+        ``RuntimeError`` naming them, so that the workflow exits non-zero, when any input failed."""
+        report = Path(report_dir) / name
+        report.parent.mkdir(parents=True, exist_ok=True)
+        tmp = report.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.failures, indent=2))
+        os.replace(tmp, report)
+        if self.failures:
+            files = "; ".join(f["file"] for f in self.failures)
+            raise RuntimeError(f"{len(self.failures)} of {len(self.data)} inputs could not be processed ({files}); "
+                               f"the others were written. Report: {report}")
 
 
 def volumes_to_slices(datalist: Sequence[dict], transform: Callable) -> list[dict]:

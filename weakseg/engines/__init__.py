@@ -10,7 +10,7 @@ from weakseg.engines.edpcnn import (
     sample_centres_inside,
 )
 from weakseg.engines.inference import predict_volume
-from weakseg.engines.mlflow import MLflowRunHandler, find_bundle_parser, flatten_config_params
+from weakseg.engines.mlflow import MLflowRunHandler, check_tracking_uri, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
 from weakseg.engines.resume import ResumeHandler
 from weakseg.engines.schedule import LossScheduleHandler
@@ -20,6 +20,7 @@ from weakseg.engines.utils import (
     distributed_device,
     ensure_writable_dir,
     load_pretrained,
+    lock_run_dir,
     require_checkpoint,
     unwrap_parallel,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "LearningCurveHandler",
     "LossScheduleHandler",
     "MLflowRunHandler",
+    "check_tracking_uri",
     "MetricsJsonHandler",
     "MontageHandler",
     "OverlayHandler",
@@ -58,6 +60,7 @@ __all__ = [
     "default_predict",
     "distributed_device",
     "ensure_writable_dir",
+    "lock_run_dir",
     "require_checkpoint",
     "find_bundle_parser",
     "flatten_config_params",

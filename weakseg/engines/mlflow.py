@@ -14,7 +14,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 from monai.handlers import MLFlowHandler
 
-__all__ = ["MLflowRunHandler", "find_bundle_parser", "flatten_config_params"]
+__all__ = ["MLflowRunHandler", "check_tracking_uri", "find_bundle_parser", "flatten_config_params"]
 
 logger = logging.getLogger("weakseg.engines")
 
@@ -125,6 +125,29 @@ def _resolved_value(resolved: Mapping[str, Any], cid: str) -> Any:
     return _MISSING
 
 
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> str:
+    """Before any data is loaded: an ``http(s)://`` MLflow tracking server must answer ``/health`` within
+    ``timeout`` seconds, else a ``ConnectionError`` that names the URI and the way back to the local store. MLflow's
+    own retries are bounded for the run (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 2, ``MLFLOW_HTTP_REQUEST_TIMEOUT``
+    10 s, unless set), so that an outage later costs seconds, not minutes; :class:`MLflowRunHandler` then buffers
+    the values and retries. Other URIs (the SQLite store) are returned unchanged."""
+    import urllib.request
+
+    if not str(uri).startswith(("http://", "https://")):
+        return uri
+    try:
+        with urllib.request.urlopen(str(uri).rstrip("/") + "/health", timeout=timeout) as r:
+            r.read()
+    except Exception as err:
+        raise ConnectionError(
+            f"MLflow tracking server {uri} is not reachable ({err}). Start it, or log to the local SQLite store "
+            "instead: unset MLFLOW_TRACKING_URI and drop --tracking_uri (runs then go to <bundle_root>/output/mlruns.db)."
+        ) from None
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    return uri
+
+
 def _exit_on_sigterm() -> None:
     """Turn SIGTERM (what schedulers and containers send) into ``SystemExit(143)`` in the main thread, so that the
     engine's exception handlers and ``atexit`` run and the MLflow run ends as KILLED instead of staying RUNNING.
@@ -161,6 +184,9 @@ class MLflowRunHandler(MLFlowHandler):
       the killed one.
     - ``metric_prefix`` (e.g. ``"test_"``): prepended to the names of the engine's metrics, so that an evaluation
       logs ``test_dice`` or ``val_dice`` according to the split it scored.
+    - a tracking outage never stops training: values that cannot be logged are buffered (with their original
+      time and step) and retried at the next log after ``retry_interval`` seconds; when the server answers again
+      they are logged and the gap is reported; values still unlogged when the run ends are counted in the log;
     - ``system_metrics`` (default on): MLflow's system metrics (CPU, memory, disk, network; GPU with ``pynvml``)
       every ``system_metrics_interval`` seconds while the run is open, when ``psutil`` is installed, by the
       handler that closes the run (``close_on_complete``);
@@ -182,9 +208,14 @@ class MLflowRunHandler(MLFlowHandler):
         metric_prefix: str = "",
         system_metrics: bool = True,
         system_metrics_interval: float = 10.0,
+        retry_interval: float = 60.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.retry_interval = retry_interval
+        self._pending: list = []
+        self._retry_at = 0.0
+        self._outage_since: float | None = None
         self.system_metrics, self.system_metrics_interval = system_metrics, system_metrics_interval
         self._monitor = None
         self.metric_prefix = metric_prefix
@@ -210,6 +241,43 @@ class MLflowRunHandler(MLFlowHandler):
         if metrics:
             step = self.global_epoch_transform(engine.state.epoch)
             self._log_metrics({f"{self.metric_prefix}{k}": v for k, v in metrics.items()}, step=step)
+
+    def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        import time
+
+        import mlflow
+        from monai.utils import flatten_dict
+
+        if not self.cur_run:
+            raise ValueError("Current Run is not Active to log metrics")
+        stamp = int(time.time() * 1000)
+        self._pending.extend(mlflow.entities.Metric(k, v, stamp, step or 0) for k, v in flatten_dict(metrics).items())
+        self._flush()
+
+    def _flush(self, force: bool = False) -> bool:
+        """Log the buffered metric values; ``False`` (and the values kept) while the tracking store fails."""
+        import time
+
+        if not self._pending or self.cur_run is None:
+            return True
+        if not force and time.monotonic() < self._retry_at:
+            return False
+        try:
+            while self._pending:
+                self.client.log_batch(run_id=self.cur_run.info.run_id, metrics=self._pending[:1000], params=[], tags=[])
+                del self._pending[:1000]
+        except Exception as err:
+            if self._outage_since is None:
+                self._outage_since = time.time()
+                logger.warning("MLflow logging failed (%s: %s): training continues; values are buffered and retried "
+                               "every %.0f s", type(err).__name__, err, self.retry_interval)
+            self._retry_at = time.monotonic() + self.retry_interval
+            return False
+        if self._outage_since is not None:
+            logger.warning("MLflow tracking store answers again after %.0f s: buffered values logged",
+                           time.time() - self._outage_since)
+            self._outage_since = None
+        return True
 
     def _detach_duplicate_loggers(self, engine: Engine) -> None:
         """Remove MLFlowHandlers other than this one (MONAI's ``--tracking mlflow`` adds them) from ``engine``."""
@@ -266,6 +334,9 @@ class MLflowRunHandler(MLFlowHandler):
 
     def close(self) -> None:
         self._stop_system_metrics()
+        if self.cur_run is not None and not self._flush(force=True):
+            logger.error("MLflow run %s: %d metric values could not be logged (tracking store unreachable)",
+                         self.cur_run.info.run_id, len(self._pending))
         super().close()
 
     def _end_stale_runs(self, run_id: str, tag: str, value: str) -> None:
@@ -302,6 +373,9 @@ class MLflowRunHandler(MLFlowHandler):
             return
         run_id = self.cur_run.info.run_id
         self._stop_system_metrics()
+        if not self._flush(force=True):
+            logger.error("MLflow run %s: %d metric values could not be logged (tracking store unreachable since %s); "
+                         "the run's charts have a gap there", run_id, len(self._pending), self._outage_since)
         try:
             for artifact in self._parse_artifacts() if self.artifacts else []:
                 self.client.log_artifact(run_id, artifact)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +17,7 @@ __all__ = [
     "distributed_device",
     "ensure_writable_dir",
     "load_pretrained",
+    "lock_run_dir",
     "require_checkpoint",
     "unwrap_parallel",
 ]
@@ -129,9 +132,6 @@ class MetricsJsonHandler:
             self.cases.append(str(name if name is not None else len(self.cases)))
 
     def __call__(self, engine) -> None:
-        import json
-        from pathlib import Path
-
         def plain(v):
             if isinstance(v, torch.Tensor):
                 return v.detach().cpu().tolist()
@@ -181,3 +181,75 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "output directory")
     except OSError as e:
         raise OSError(f"{what} '{path}' is not writable: {e}") from e
     return str(path)
+
+
+_LOCKS: dict[str, Path] = {}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def lock_run_dir(path: str | os.PathLike, what: str = "run folder") -> str:
+    """Take the lock of a training's run folder: ``<path>/.lock`` (created exclusively) names this process (host,
+    pid, start time) and is removed when the process exits. A second training into the same folder while the
+    first one runs is refused with an error that names the running process, before any data is loaded or any
+    MLflow run is started. A lock left by a process that no longer runs on this host (SIGKILL, power loss) is
+    taken over with a warning; one from another host is refused (remove the file if that run is over). Under
+    ``torchrun`` only the global rank 0 takes the lock. Returns ``path``."""
+    import atexit
+    import logging
+    import socket
+    import time
+
+    path = Path(path)
+    if os.environ.get("RANK", "0") != "0":
+        return str(path)
+    key = str(path.resolve())
+    if key in _LOCKS:
+        return str(path)
+    path.mkdir(parents=True, exist_ok=True)
+    lock = path / ".lock"
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                other = json.loads(lock.read_text() or "{}")
+            except (OSError, ValueError):
+                other = {}
+            pid, host = int(other.get("pid", -1)), other.get("host")
+            if host == me["host"] and pid > 0 and not _pid_alive(pid):
+                logging.getLogger("weakseg.engines").warning(
+                    "%s %s: lock of process %d (started %s) that no longer runs: taken over", what, path, pid,
+                    other.get("started"))
+                lock.unlink(missing_ok=True)
+                continue
+            raise RuntimeError(
+                f"another training is writing to the {what} {path}: process {pid} on {host}, started "
+                f"{other.get('started')} (lock file {lock}). Wait for it to finish, or train into another folder "
+                f"(--bundle_root, or another method name); if that process is gone, delete {lock}.") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        _LOCKS[key] = lock
+        atexit.register(_release_lock, key)
+        return str(path)
+    raise RuntimeError(f"could not take the lock {lock}")
+
+
+def _release_lock(key: str) -> None:
+    lock = _LOCKS.pop(key, None)
+    if lock is None:
+        return
+    try:
+        if json.loads(lock.read_text()).get("pid") == os.getpid():
+            lock.unlink()
+    except (OSError, ValueError):
+        pass
