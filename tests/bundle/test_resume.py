@@ -39,7 +39,15 @@ def test_sigkill_then_resume(tmp_path, hippo_dir):
 
     state = torch.load(last, weights_only=True)
     assert state["trainer"]["iteration"] == 6 * state["trainer"]["epoch_length"]
-    assert set(state) == {"model", "optimizer", "trainer", "best_metric"}
+    assert set(state) == {"model", "optimizer", "trainer", "best_metric", "rng"}
+
+    # killed and resumed = uninterrupted, bit for bit: the random streams (batch order, flips) continue
+    ref = run_bundle(tmp_path / "ref", *args)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    ref_state = torch.load(tmp_path / "ref" / "output" / "supervised" / "models" / "checkpoint_last.pt", weights_only=True)
+    assert ref_state["model"].keys() == state["model"].keys()
+    for k, v in ref_state["model"].items():
+        assert torch.equal(v, state["model"][k]), f"{k} differs between the resumed and the uninterrupted run"
     client, runs = mlflow_runs(tmp_path / "output" / "mlruns.db")
     by_status = {r.info.status: r for r in runs}
     assert set(by_status) == {"KILLED", "FINISHED"}

@@ -12,7 +12,7 @@ from weakseg.engines.edpcnn import (
 from weakseg.engines.inference import predict_volume
 from weakseg.engines.mlflow import MLflowRunHandler, check_tracking_uri, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
-from weakseg.engines.resume import ResumeHandler
+from weakseg.engines.resume import RandomStates, ResumeHandler
 from weakseg.engines.schedule import LossScheduleHandler
 from weakseg.engines.utils import (
     MetricsJsonHandler,
@@ -56,6 +56,7 @@ __all__ = [
     "PrepareBatchKeys",
     "RandFlipBatch",
     "ProgressBar",
+    "RandomStates",
     "ResumeHandler",
     "default_predict",
     "distributed_device",

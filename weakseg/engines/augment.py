@@ -61,6 +61,15 @@ class RandFlipBatch:
     def _generator(self, device: torch.device) -> torch.Generator:
         return device_generator(self.generators, self.seed, device)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The states of the flip generators (one per device), so that a resumed training draws the flips an
+        uninterrupted one would have drawn (:class:`weakseg.engines.RandomStates`)."""
+        return {dev: g.get_state() for dev, g in self.generators.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for dev, st in state.items():
+            self._generator(torch.device(dev)).set_state(st)
+
     def flip(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
         """Flip the samples of ``tensors`` (B, C, *spatial), all with the same random decisions."""
         ref = tensors[0]
