@@ -33,13 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, bench_args, device_sync, emit, interleaved_medians, machine_line, timeit  # noqa: E402
 
 from weakseg.data import load_sunnybrook_datalist, lv_slices, telescopic_subset  # noqa: E402
-from weakseg.engines import (  # noqa: E402
-    CentreComponentInferer,
-    DPContourInferer,
-    EDPCNNTrainer,
-    RandFlipBatch,
-    jitter_centres,
-)
+from weakseg.engines import EDPCNNTrainer, RandFlipBatch, jitter_centres  # noqa: E402
+from weakseg.inferers import CentreComponentInferer, DPContourInferer  # noqa: E402
 from weakseg.metrics import contour_scores  # noqa: E402
 from weakseg.networks import DPApproximator, StarPattern, dp_contour  # noqa: E402
 

@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 
 from weakseg.data import LoadLVSliced, centres_datalist, load_sunnybrook_datalist
-from weakseg.engines import CentreComponentInferer, DPContourInferer, DPVolumeInferer
+from weakseg.inferers import CentreComponentInferer, DPContourInferer, DPVolumeInferer
 from weakseg.networks import StarPattern
 from weakseg.transforms.contour import mask_centroid
 

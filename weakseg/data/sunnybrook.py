@@ -174,7 +174,7 @@ def nifti_lv_datalist(
 def centres_datalist(
     files: Sequence[str | os.PathLike], centres_file: str | os.PathLike, source: str | os.PathLike = "input"
 ) -> list[dict[str, Any]]:
-    """Inference items ``{"image": path, "centres": float32 (K, 3)}`` for :class:`weakseg.engines.DPVolumeInferer`.
+    """Inference items ``{"image": path, "centres": float32 (K, 3)}`` for :class:`weakseg.inferers.DPVolumeInferer`.
 
     ``centres_file`` is JSON mapping each input file name (or its path as given) to a list of
     ``[slice, row, col]`` voxel positions of the object centre, one per slice to segment, e.g.

@@ -2,14 +2,12 @@ from weakseg.engines.mean_teacher import MeanTeacherHandler, TeacherBatch, WeakL
 from weakseg.engines.augment import RandFlipBatch
 from weakseg.engines.edpcnn import (
     CentreBatch,
-    CentreComponentInferer,
-    DPContourInferer,
-    DPVolumeInferer,
     EDPCNNTrainer,
     jitter_centres,
     sample_centres_inside,
 )
 from weakseg.engines.inference import predict_volume
+from weakseg.inferers.contour import CentreComponentInferer, DPContourInferer, DPVolumeInferer  # moved; old names kept
 from weakseg.engines.mlflow import MLflowRunHandler, check_tracking_uri, find_bundle_parser, flatten_config_params
 from weakseg.engines.progress import ProgressBar
 from weakseg.engines.resume import RandomStates, ResumeHandler

@@ -12,6 +12,7 @@ from weakseg.losses.size import (
     size_matched_mask,
     size_objective,
 )
+from weakseg.losses.size_constraints import SizeBoundsLoss, SoftSizeLoss, max_area_ratio, size_bounds, soft_object_size
 from weakseg.losses.tversky import FocalTverskyLoss
 
 __all__ = [
@@ -28,12 +29,17 @@ __all__ = [
     "LovaszSoftmaxLoss",
     "SampledGradientLoss",
     "SizeAndMaskLoss",
+    "SizeBoundsLoss",
     "SizeLoss",
     "SizeMatchedMaskLoss",
+    "SoftSizeLoss",
     "flip_gradient_estimate",
     "lovasz_grad",
     "make_loss",
+    "max_area_ratio",
     "size_flip_objective",
+    "size_bounds",
     "size_matched_mask",
     "size_objective",
+    "soft_object_size",
 ]

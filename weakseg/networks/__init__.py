@@ -1,4 +1,5 @@
 from weakseg.networks.deep_supervision import DeepSupervisionHeads, unet_decoder_levels
+from weakseg.networks.padded import DivisiblePadNet
 from weakseg.networks.edpcnn import DPApproximator, StarPattern, dp_contour, smooth_indices
 from weakseg.networks.resattunet import NETWORKS, AttentionGate, ResAttUNet, thesis_network
 
@@ -7,6 +8,7 @@ __all__ = [
     "unet_decoder_levels",
 
     "DPApproximator",
+    "DivisiblePadNet",
     "NETWORKS",
     "AttentionGate",
     "ResAttUNet",
