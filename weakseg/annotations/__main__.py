@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 
@@ -48,12 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                 sections, args.dataset_dir, labels, kinds=[k.strip() for k in args.kinds.split(",") if k.strip()],
                 num_masks=args.num_masks, mask_unit=args.mask_unit, box_fraction=args.box_fraction,
                 seed=args.seed if args.mask_seed is None else args.mask_seed, slice_axis=args.slice_axis,
-                min_foreground=args.min_foreground, name=args.name, out=args.out)
-            desc["simulated_from"].update(split_seed=args.seed, split_fractions=fractions)
-            tmp = args.out + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(desc, f, indent=1)
-            os.replace(tmp, args.out)
+                min_foreground=args.min_foreground, name=args.name, out=args.out,
+                provenance={"split_seed": args.seed, "split_fractions": fractions})
             n = sum(len(c.get("slices", [c])) for c in desc["training"])
             print(f"wrote {args.out}: {len(desc['training'])} training cases, {n} annotated slices, "
                   f"{len(desc.get('validation', []))} validation and {len(desc.get('test', []))} test cases")

@@ -12,7 +12,6 @@ labelled cases. What is derived, per 2D slice, from the label of the slice as it
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from weakseg.annotations.io import FORMAT, KINDS
+from weakseg.data.writers import write_json_atomic
 
 __all__ = ["derive_slice_annotations", "simulate_weak_annotations", "read_label", "dataset_sections"]
 
@@ -128,6 +128,7 @@ def simulate_weak_annotations(
     border_is_background: bool = True,
     name: str | None = None,
     out: str | os.PathLike | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Derive weak annotations from the masks of ``sections["training"]`` and return (and write to ``out``) the
     annotation file.
@@ -146,6 +147,7 @@ def simulate_weak_annotations(
         slice_axis, min_foreground: 3D volumes are annotated on the slices along ``slice_axis`` whose foreground
             fraction is at least ``min_foreground`` (the slices :class:`weakseg.transforms.SliceVolume` keeps);
             a 2D image is annotated whole.
+        provenance: more entries of the file's ``simulated_from`` (e.g. the split's seed and fractions).
 
     Only the training cases that keep at least one mask carry their ``label`` path, so that deleting the other
     masks changes nothing. Validation and test cases are copied with their labels.
@@ -232,7 +234,7 @@ def simulate_weak_annotations(
         "slice_axis": slice_axis,
         "simulated_from": {"kinds": list(kinds), "num_masks": num_masks, "mask_unit": mask_unit,
                            "box_fraction": box_fraction, "seed": seed, "min_foreground": min_foreground,
-                           "border_is_background": border_is_background},
+                           "border_is_background": border_is_background, **(provenance or {})},
         "training": training,
     }
     for sec in ("validation", "test"):
@@ -246,11 +248,7 @@ def simulate_weak_annotations(
                         entry.update(derive_slice_annotations(lab, ("centre",), border_is_background))
                 desc[sec].append(entry)
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(desc, indent=1))
-        os.replace(tmp, out)
+        write_json_atomic(out, desc, indent=1)
     return desc
 
 

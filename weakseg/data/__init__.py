@@ -18,7 +18,7 @@ from weakseg.data.sunnybrook import (
     split_by_patient,
 )
 from weakseg.data.loader import DeviceBatchLoader, training_loader
-from weakseg.data.writers import RowColumnPILWriter, prediction_writer
+from weakseg.data.writers import RowColumnPILWriter, prediction_writer, write_json_atomic
 from weakseg.data.msd import (
     CheckedDataset,
     SkipFailuresDataset,
@@ -40,6 +40,7 @@ from weakseg.data.msd import (
 __all__ = [
     "RowColumnPILWriter",
     "prediction_writer",
+    "write_json_atomic",
     "DeviceBatchLoader",
     "training_loader",
     "LoadLVSliced",

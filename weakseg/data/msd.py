@@ -307,11 +307,9 @@ class SkipFailuresDataset(torch.utils.data.IterableDataset):
     def raise_failures(self, report_dir: str | os.PathLike, name: str = "failed_inputs.json") -> None:
         """Write ``<report_dir>/<name>`` (the failed inputs, an empty list when none failed) and raise a
         ``RuntimeError`` naming them, so that the workflow exits non-zero, when any input failed."""
-        report = Path(report_dir) / name
-        report.parent.mkdir(parents=True, exist_ok=True)
-        tmp = report.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.failures, indent=2))
-        os.replace(tmp, report)
+        from weakseg.data.writers import write_json_atomic  # writers imports this module
+
+        report = write_json_atomic(Path(report_dir) / name, self.failures)
         if self.failures:
             files = "; ".join(f["file"] for f in self.failures)
             raise RuntimeError(f"{len(self.failures)} of {len(self.data)} inputs could not be processed ({files}); "

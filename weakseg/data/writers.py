@@ -1,7 +1,10 @@
-"""Writers for predictions in the orientation the rest of the package uses."""
+"""Writers: predictions in the orientation the rest of the package uses, and JSON files written atomically."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from monai.config import PathLike
@@ -9,7 +12,7 @@ from monai.data import PILWriter
 
 from weakseg.data.msd import RASTER_SUFFIXES
 
-__all__ = ["RowColumnPILWriter", "prediction_writer"]
+__all__ = ["RowColumnPILWriter", "prediction_writer", "write_json_atomic"]
 
 
 class RowColumnPILWriter(PILWriter):
@@ -26,3 +29,14 @@ def prediction_writer(output_ext: str) -> type | None:
     """The writer class for ``SaveImage`` given the output suffix: :class:`RowColumnPILWriter` for 2D raster
     formats, else ``None`` (MONAI's choice, e.g. NIfTI)."""
     return RowColumnPILWriter if str(output_ext).lower() in RASTER_SUFFIXES else None
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON to ``path`` through ``<path>.tmp`` and ``os.replace`` (creating the folder), so that a
+    reader or a crash never sees half a file. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=indent))
+    os.replace(tmp, path)
+    return path

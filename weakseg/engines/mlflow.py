@@ -118,11 +118,9 @@ _MISSING = object()
 
 
 def _resolved_value(resolved: Mapping[str, Any], cid: str) -> Any:
-    for sep in (_ID_SEP, "::"):
-        key = cid.replace(_ID_SEP, sep)
-        if key in resolved:
-            return resolved[key]
-    return _MISSING
+    from monai.bundle.utils import ID_SEP_KEY  # the separator of the parser's own ids ("::" in MONAI 1.6)
+
+    return resolved.get(cid.replace(_ID_SEP, ID_SEP_KEY), _MISSING)
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> str:
@@ -238,9 +236,12 @@ class MLflowRunHandler(MLFlowHandler):
         if not self.metric_prefix:
             return super()._default_epoch_log(engine)
         metrics = engine.state.metrics
-        if metrics:
-            step = self.global_epoch_transform(engine.state.epoch)
-            self._log_metrics({f"{self.metric_prefix}{k}": v for k, v in metrics.items()}, step=step)
+        if not metrics:
+            return
+        step = self.global_epoch_transform(engine.state.epoch)
+        self._log_metrics({f"{self.metric_prefix}{k}": v for k, v in metrics.items()}, step=step)
+        if self.state_attributes is not None:  # as MONAI's epoch log: the engine's attributes, unprefixed
+            self._log_metrics({a: getattr(engine.state, a, None) for a in self.state_attributes}, step=step)
 
     def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         import time

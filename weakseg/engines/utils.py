@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from monai.utils import CommonKeys
 
+from weakseg.data.writers import write_json_atomic
+
 __all__ = [
     "MetricsJsonHandler",
     "PrepareBatchKeys",
@@ -57,10 +59,14 @@ class PrepareBatchKeys:
         return to(self.image_key), (targets if many else targets[0])
 
 
-def _checked_state_dict(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> dict:
+def _require_file(path: str | os.PathLike | None) -> None:
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint '{path}' does not exist: train a model first (it leaves the best weights "
                                 "at <bundle_root>/models/model.pt and in its run folder) or pass --ckpt_path.")
+
+
+def _checked_state_dict(network: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> dict:
+    _require_file(path)
     network = unwrap_parallel(network)  # checkpoints hold the plain network
     device = next(network.parameters()).device
     sd = torch.load(path, map_location=device, weights_only=True)
@@ -95,8 +101,7 @@ def require_checkpoint(path: str | os.PathLike, network: torch.nn.Module | None 
     else an error that names the file and says to train first or pass ``--ckpt_path``. Returns ``path``; the
     workflow's ``CheckpointLoader`` then loads it."""
     if network is None:
-        if not path or not os.path.isfile(path):
-            _checked_state_dict(torch.nn.Linear(1, 1), path)  # raises the missing-file error
+        _require_file(path)
     else:
         _checked_state_dict(network, path)
     return str(path)
@@ -146,11 +151,7 @@ class MetricsJsonHandler:
                     row[k] = v[i][0] if isinstance(v[i], list) and len(v[i]) == 1 else v[i]
             per_case.append(row)
         out = {"metrics": {k: plain(v) for k, v in engine.state.metrics.items()}, "per_case": per_case}
-        path = Path(self.output_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(out, indent=2))
-        os.replace(tmp, path)
+        write_json_atomic(self.output_file, out)
 
 
 def distributed_device(backend: str | None = None) -> torch.device:

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
+from weakseg.losses.utils import reduce_loss
+
 __all__ = ["lovasz_grad", "LovaszHingeLoss", "LovaszSoftmaxLoss"]
 
 
@@ -62,16 +64,6 @@ def _lovasz_sorted(errors: torch.Tensor, fg: torch.Tensor, valid: torch.Tensor |
     valid_sorted = None if valid is None else torch.gather(valid, -1, perm).to(errors.dtype)
     grad = lovasz_grad(fg_sorted.to(errors.dtype), valid_sorted).to(errors.dtype)
     return (F.relu(errors_sorted) * grad).sum(-1)
-
-
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == LossReduction.MEAN.value:
-        return loss.mean()
-    if reduction == LossReduction.SUM.value:
-        return loss.sum()
-    if reduction == LossReduction.NONE.value:
-        return loss
-    raise ValueError(f'Unsupported reduction: {reduction}, available options are ["mean", "sum", "none"].')
 
 
 class LovaszHingeLoss(_Loss):
@@ -121,7 +113,7 @@ class LovaszHingeLoss(_Loss):
         signs = 2.0 * labels.to(logits.dtype) - 1.0
         errors = 1.0 - logits * signs
         loss = _lovasz_sorted(errors, labels.to(logits.dtype), valid)
-        return _reduce(loss, self.reduction) if self.per_image else loss[0]
+        return reduce_loss(loss, self.reduction) if self.per_image else loss[0]
 
 
 class LovaszSoftmaxLoss(_Loss):
@@ -206,4 +198,4 @@ class LovaszSoftmaxLoss(_Loss):
             chosen[:, 0] = False
         count = chosen.sum(1)
         loss = torch.where(chosen, losses, torch.zeros_like(losses)).sum(1) / count.clamp_min(1)
-        return _reduce(loss, self.reduction) if self.per_image else loss[0]
+        return reduce_loss(loss, self.reduction) if self.per_image else loss[0]

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch.nn.modules.loss import _Loss
 
-from weakseg.losses.lovasz import _reduce
+from weakseg.losses.utils import reduce_loss
 from weakseg.transforms.size import flipped_sizes, object_size, size_flip_candidates
 
 __all__ = [
@@ -174,7 +174,7 @@ class SampledGradientLoss(_Loss):
             input[:, 0], h, self.num_samples, candidates, self.generator, self.noise_scale,
             h_flips if flip_objective is not None else None,
         )
-        return _reduce(values, self.reduction)
+        return reduce_loss(values, self.reduction)
 
 
 def size_objective(y: torch.Tensor, index: torch.Tensor, sizes: torch.Tensor, border_is_background: bool = True):
@@ -445,4 +445,4 @@ class SizeMatchedMaskLoss(_Loss):
         if self.only_changed:
             changed = (m != (reference > 0)).flatten(1).any(1)
             per_image = per_image * changed.to(per_image.dtype)
-        return _reduce(per_image, self.reduction)
+        return reduce_loss(per_image, self.reduction)

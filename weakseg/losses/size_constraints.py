@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from monai.utils import LossReduction, look_up_option
 from torch.nn.modules.loss import _Loss
 
+from weakseg.losses.utils import reduce_loss
 from weakseg.transforms.size import object_size
 
 __all__ = ["SizeBoundsLoss", "SoftSizeLoss", "max_area_ratio", "size_bounds", "soft_object_size"]
@@ -73,7 +74,8 @@ def max_area_ratio(masks) -> float:
     tensors, e.g. the validation slices' labels); empty masks are skipped. Raises if none has foreground."""
     best = None
     for m in masks:
-        t = torch.as_tensor(m).reshape(-1, *torch.as_tensor(m).shape[-2:]) > 0
+        t = torch.as_tensor(m)
+        t = t.reshape(-1, *t.shape[-2:]) > 0
         g = object_size(t).float()
         area = t.flatten(1).sum(1).float()
         keep = g > 0
@@ -89,14 +91,6 @@ def _prepare(input: torch.Tensor, sigmoid: bool) -> torch.Tensor:
     if input.ndim != 4 or input.shape[1] != 1:
         raise ValueError(f"expected input (B, 1, H, W), got shape {tuple(input.shape)}")
     return torch.sigmoid(input) if sigmoid else input
-
-
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == LossReduction.MEAN.value:
-        return loss.mean()
-    if reduction == LossReduction.SUM.value:
-        return loss.sum()
-    return loss
 
 
 class SoftSizeLoss(_Loss):
@@ -120,7 +114,7 @@ class SoftSizeLoss(_Loss):
         s = torch.as_tensor(target, dtype=g.dtype, device=g.device).reshape(-1)
         if s.numel() != g.numel():
             raise ValueError(f"SoftSizeLoss: {s.numel()} target sizes for {g.numel()} images")
-        return _reduce(((g - s) / self.scale) ** 2, self.reduction)
+        return reduce_loss(((g - s) / self.scale) ** 2, self.reduction)
 
 
 class SizeBoundsLoss(_Loss):
@@ -154,4 +148,4 @@ class SizeBoundsLoss(_Loss):
         loss = torch.where(v < a, (v - a) ** 2, torch.where(v > b, (v - b) ** 2, torch.zeros_like(v)))
         if self.normalize:
             loss = loss / float(p.shape[-1] * p.shape[-2]) ** 2
-        return _reduce(loss, self.reduction)
+        return reduce_loss(loss, self.reduction)
