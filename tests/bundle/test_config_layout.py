@@ -33,9 +33,9 @@ def test_overridden_names_point_at_the_intended_components():
         base.update(json.loads((CONFIGS / name).read_text()))
     expected = {
         "validate#checkpoint_saver": "CheckpointSaver",
-        "validate#overlay": "weakseg.engines.OverlayHandler",
+        "validate#overlay": "weakseg.handlers.OverlayHandler",
         "metrics_saver": "MetricsSaver",
-        "montage_handler": "weakseg.engines.MontageHandler",
+        "montage_handler": "weakseg.handlers.MontageHandler",
         "prediction_saver": "SaveImaged",
         "label_transform": "weakseg.transforms.MergeLabelsd",
         "preprocessing": "Compose",

@@ -101,6 +101,14 @@ class TestCombined(unittest.TestCase):
         for (a, m), e in zip(seen, expected):
             self.assertAlmostEqual(a, e, places=12)
             self.assertAlmostEqual(m, e, places=12)
+        # a resumed engine (3 epochs done) continues the schedule at k = 3
+        seen.clear()
+        engine = Engine(lambda e, b: None)
+        LossScheduleHandler(loss).attach(engine)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: seen.append((loss.alpha, e.state.metrics["loss_alpha"])))
+        engine.load_state_dict({"epoch": 3, "epoch_length": 2, "max_epochs": 5})
+        engine.run([0, 1])
+        self.assertEqual([round(a, 12) for a, _ in seen], [round(e, 12) for e in expected[3:]])
         with self.assertRaisesRegex(TypeError, "set_epoch"):
             LossScheduleHandler(DiceLoss())
 

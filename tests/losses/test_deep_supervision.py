@@ -9,7 +9,7 @@ from ignite.engine import Engine
 from monai.losses import DeepSupervisionLoss
 from monai.networks.nets import UNet
 
-from weakseg.engines.mean_teacher import MeanTeacherHandler
+from weakseg.handlers import MeanTeacherHandler
 from weakseg.losses.deep_supervision import ConsistencyLoss, MultiLabelDeepSupervisionLoss, multilabel_targets
 from weakseg.networks.deep_supervision import DeepSupervisionHeads
 from weakseg.transforms.weak import (
@@ -187,7 +187,7 @@ def test_mean_teacher_ema_closed_form():
     for _ in range(3):
         with torch.no_grad():
             student[0].weight.add_(1.0)
-        h()
+        h.step()
         t = alpha * t + (1 - alpha) * student[0].weight.detach()
         torch.testing.assert_close(teacher[0].weight, t)
 
@@ -200,7 +200,7 @@ def test_mean_teacher_of_a_data_parallel_student_is_a_plain_network():
     t0 = h.teacher.weight.detach().clone()
     with torch.no_grad():
         net.weight.add_(2.0)
-    h()
+    h.step()
     torch.testing.assert_close(h.teacher.weight, 0.5 * t0 + 0.5 * net.weight.detach())
     assert set(h.teacher.state_dict()) == set(net.state_dict())  # no "module." prefix in checkpoints
 

@@ -1,71 +1,73 @@
-from weakseg.engines.mean_teacher import MeanTeacherHandler, TeacherBatch, WeakLabelBatch, ema_update
 from weakseg.engines.augment import RandFlipBatch
-from weakseg.engines.edpcnn import (
-    CentreBatch,
-    EDPCNNTrainer,
-    jitter_centres,
-    sample_centres_inside,
-)
+from weakseg.engines.edpcnn import CentreBatch, EDPCNNTrainer, jitter_centres, sample_centres_inside
 from weakseg.engines.inference import predict_volume
-from weakseg.inferers.contour import CentreComponentInferer, DPContourInferer, DPVolumeInferer  # moved; old names kept
-from weakseg.engines.mlflow import MLflowRunHandler, check_tracking_uri, find_bundle_parser, flatten_config_params
-from weakseg.engines.progress import ProgressBar
-from weakseg.engines.resume import RandomStates, ResumeHandler
-from weakseg.engines.schedule import LossScheduleHandler
+from weakseg.engines.teacher_batch import TeacherBatch, WeakLabelBatch, teacher_logits
 from weakseg.engines.utils import (
-    MetricsJsonHandler,
     PrepareBatchKeys,
     distributed_device,
     ensure_writable_dir,
     load_pretrained,
     lock_run_dir,
     require_checkpoint,
-    unwrap_parallel,
 )
-from weakseg.engines.visual import (
+from weakseg.networks.utils import unwrap_parallel
+
+# names that moved to weakseg.handlers and weakseg.inferers, kept importable from here for existing configs
+from weakseg.handlers import (  # noqa: E402
     LearningCurveHandler,
+    LossScheduleHandler,
+    MeanTeacherHandler,
+    MetricsJsonHandler,
+    MLflowRunHandler,
     MontageHandler,
     OverlayHandler,
+    ProgressBar,
+    RandomStates,
+    ResumeHandler,
+    check_tracking_uri,
     default_predict,
+    find_bundle_parser,
+    flatten_config_params,
     save_montage_png,
     save_overlay_png,
 )
+from weakseg.inferers.contour import CentreComponentInferer, DPContourInferer, DPVolumeInferer  # noqa: E402
 
 __all__ = [
-    "MeanTeacherHandler",
+    "CentreBatch",
+    "EDPCNNTrainer",
+    "PrepareBatchKeys",
+    "RandFlipBatch",
     "TeacherBatch",
     "WeakLabelBatch",
-    "ema_update",
-
-    "CentreBatch",
+    "distributed_device",
+    "ensure_writable_dir",
+    "jitter_centres",
+    "load_pretrained",
+    "lock_run_dir",
+    "predict_volume",
+    "require_checkpoint",
+    "sample_centres_inside",
+    "teacher_logits",
+    "unwrap_parallel",
+    # moved
     "CentreComponentInferer",
     "DPContourInferer",
     "DPVolumeInferer",
-    "EDPCNNTrainer",
-    "jitter_centres",
-    "sample_centres_inside",
     "LearningCurveHandler",
     "LossScheduleHandler",
     "MLflowRunHandler",
-    "check_tracking_uri",
+    "MeanTeacherHandler",
     "MetricsJsonHandler",
     "MontageHandler",
     "OverlayHandler",
-    "PrepareBatchKeys",
-    "RandFlipBatch",
     "ProgressBar",
     "RandomStates",
     "ResumeHandler",
+    "check_tracking_uri",
     "default_predict",
-    "distributed_device",
-    "ensure_writable_dir",
-    "lock_run_dir",
-    "require_checkpoint",
     "find_bundle_parser",
     "flatten_config_params",
-    "load_pretrained",
-    "predict_volume",
     "save_montage_png",
     "save_overlay_png",
-    "unwrap_parallel",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from monai.transforms import ResizeWithPadOrCrop
 
-from weakseg.engines.visual import default_predict
+from weakseg.handlers.visual import default_predict
 
 __all__ = ["predict_volume"]
 

@@ -14,7 +14,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
-from weakseg.engines.utils import unwrap_parallel
+from weakseg.networks.utils import unwrap_parallel
 
 __all__ = ["RandomStates", "ResumeHandler"]
 
