@@ -107,7 +107,7 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     import numpy as np
 
     from weakseg.data import LoadLVSliced
-    from weakseg.transforms.contour import mask_centroid
+    from weakseg.kernels.polygon import mask_centroid
 
     test_items = split_by_patient(load_sunnybrook_datalist(sunnybrook_dir), (0.5, 0.25, 0.25), 0)["test"][:5]
     loaded = [LoadLVSliced()(it) for it in test_items]

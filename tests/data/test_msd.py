@@ -50,6 +50,27 @@ class TestRealHippocampus:
         assert split_by_volume(items[::-1], (0.7, 0.1, 0.2), seed=0) == sp
         assert split_by_volume(items, (0.7, 0.1, 0.2), seed=1) != sp
 
+    def test_split_by_volume_keeps_the_published_splits(self):
+        """split_by_volume runs on MONAI's partition_dataset; every split must stay the one the results were
+        measured on: the first n_train / n_val / n_test entries of RandomState(seed).permutation(n) over the
+        volumes sorted by path, with n_val, n_test rounded and at least 1 from 3 volumes on."""
+        def reference(items, fractions, seed):
+            fr = np.asarray(fractions, float) / sum(fractions)
+            n = len(items)
+            order = sorted(items, key=lambda d: d["image"])
+            n_val, n_test = int(round(fr[1] * n)), int(round(fr[2] * n))
+            if n >= 3:
+                n_val, n_test = (max(n_val, 1) if fr[1] > 0 else 0), (max(n_test, 1) if fr[2] > 0 else 0)
+            perm = np.random.RandomState(seed).permutation(n)
+            cut = [0, n - n_val - n_test, n - n_test, n]
+            return {k: [order[i] for i in sorted(perm[cut[j]:cut[j + 1]])] for j, k in enumerate(("train", "val", "test"))}
+
+        for n in (1, 2, 3, 7, 24, 60, 208):
+            items = [{"image": f"v{i:03d}.nii.gz"} for i in range(n)][::-1]
+            for seed in (0, 1, 5):
+                for fr in ((0.7, 0.1, 0.2), (0.5, 0.25, 0.25), (0.8, 0.2, 0.0), (1, 0, 0)):
+                    assert split_by_volume(items, fr, seed) == reference(items, fr, seed), (n, seed, fr)
+
     def test_per_volume_normalisation_mixed_dtypes(self, hippo_dir):
         items = load_msd_datalist(hippo_dir)
         dtypes = {}

@@ -11,7 +11,7 @@ from monai.data import MetaTensor
 from weakseg.data import LoadLVSliced, centres_datalist, load_sunnybrook_datalist
 from weakseg.inferers import CentreComponentInferer, DPContourInferer, DPVolumeInferer
 from weakseg.networks import StarPattern
-from weakseg.transforms.contour import mask_centroid
+from weakseg.kernels.polygon import mask_centroid
 
 
 def dice(a, b):

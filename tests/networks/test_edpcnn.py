@@ -57,7 +57,7 @@ def test_dp_ray0_can_leave_the_band_of_a_greedy_start(method):
 
 
 def test_pruned_dp_equals_all_starts_on_contour_maps_and_noise():
-    from weakseg.networks.edpcnn import _dp_pruned
+    from weakseg.kernels.contour import _dp_pruned
 
     star = StarPattern(num_rays=50, num_points=64, radius=60.0)
     yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")

@@ -7,7 +7,7 @@ import torch
 from monai.data import MetaTensor
 from parameterized import parameterized
 
-import weakseg.transforms.size as size_module
+import weakseg.kernels.size as size_module
 from weakseg.transforms import SizeFromMask, SizeFromMaskd, flipped_sizes, object_size, size_flip_candidates
 
 

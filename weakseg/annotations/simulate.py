@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from weakseg.annotations.io import FORMAT, KINDS
+from weakseg.annotations.io import FORMAT
 from weakseg.data.writers import write_json_atomic
 
 __all__ = ["derive_slice_annotations", "simulate_weak_annotations", "read_label", "dataset_sections"]
@@ -40,7 +40,7 @@ def read_label(path: str | os.PathLike, image: str | os.PathLike | None = None) 
     if low.endswith(".txt"):
         from weakseg.annotations.io import image_geometry
         from weakseg.data.sunnybrook import read_contour
-        from weakseg.transforms.contour import polygon_to_mask
+        from weakseg.kernels.polygon import polygon_to_mask
 
         if image is None:
             raise ValueError(f"contour file '{path}' needs its image to be filled")
@@ -72,7 +72,7 @@ def derive_slice_annotations(label: np.ndarray, kinds: Sequence[str] = SIM_KINDS
     ``centre`` on an empty slice)."""
     from scipy import ndimage
 
-    from weakseg.transforms.size import object_size
+    from weakseg.kernels.size import object_size
 
     lab = np.asarray(label)
     if lab.ndim != 2:
@@ -152,7 +152,7 @@ def simulate_weak_annotations(
     Only the training cases that keep at least one mask carry their ``label`` path, so that deleting the other
     masks changes nothing. Validation and test cases are copied with their labels.
     """
-    from weakseg.data.msd import telescopic_indices
+    from weakseg.utils import telescopic_indices
     from weakseg.transforms.slicing import SliceVolume
     from weakseg.transforms.weak import assign_annotations
 

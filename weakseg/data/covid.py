@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weakseg.data.msd import split_by_volume
+from weakseg.data.splits import stratified_split
 
 __all__ = ["COVID_CLASSES", "CovidQUExSource", "load_covid_qu_ex_datalist", "stratified_split", "has_foreground"]
 
@@ -99,22 +99,6 @@ def load_covid_qu_ex_datalist(
             raise ValueError(f"positives_only: none of the {len(items)} {mask} masks under {base} has foreground")
         items = kept
     return items
-
-
-def stratified_split(
-    items: Sequence[dict], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0, key: str = "class"
-) -> dict[str, list[dict]]:
-    """Seeded train/val/test split of images, done separately within each value of ``item[key]`` (so every split
-    keeps the class mix); COVID-QU-Ex has one image per patient in a split, so an image split is a patient split."""
-    groups: dict[str, list[dict]] = {}
-    for it in items:
-        groups.setdefault(str(it.get(key)), []).append(it)
-    out: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
-    for g in sorted(groups):
-        part = split_by_volume(groups[g], fractions, seed)
-        for k in out:
-            out[k].extend(part[k])
-    return out
 
 
 class CovidQUExSource:

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from weakseg.data.splits import split_by_volume
+from weakseg.utils import telescopic_indices, telescopic_subset
+
 __all__ = [
     "MSDSource",
     "load_msd_datalist",
@@ -132,53 +135,6 @@ def load_dataset_labels(dataset_dir: str | os.PathLike) -> dict[int, str] | None
                 except ValueError as e:
                     raise ValueError(f"{f}: class ids must be integers ('0', '1', ...), got {sorted(lab)}") from e
     return None
-
-
-def split_by_volume(
-    datalist: Sequence[dict], fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0
-) -> dict[str, list[dict]]:
-    """
-    Split a list of volumes (not slices) into ``train``/``val``/``test`` by a seeded permutation, so no volume's
-    slices appear in two splits. Fractions are normalised; every split gets at least one volume when possible.
-    """
-    fr = np.asarray(fractions, dtype=float)
-    if fr.shape != (3,) or (fr < 0).any() or fr.sum() <= 0:
-        raise ValueError(f"split fractions must be three non-negative numbers (train, val, test), got {fractions}.")
-    n = len(datalist)
-    order = sorted(datalist, key=lambda d: d["image"])  # independent of dataset.json ordering
-    perm = np.random.RandomState(seed).permutation(n)
-    fr = fr / fr.sum()
-    n_val = int(round(fr[1] * n))
-    n_test = int(round(fr[2] * n))
-    if n >= 3:
-        n_val = max(n_val, 1) if fr[1] > 0 else 0
-        n_test = max(n_test, 1) if fr[2] > 0 else 0
-    n_train = n - n_val - n_test
-    idx = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
-    return {k: [order[i] for i in sorted(v)] for k, v in idx.items()}
-
-
-def telescopic_subset(items: Sequence[Any], m: int | str | None, seed: int = 0, name: str = "m") -> list[Any]:
-    """
-    The first ``m`` items of a seeded permutation of ``items``: for the same seed the ``m``-subset is contained
-    in the ``2m``-subset (nested, "telescopic" subsets). ``m`` = ``"all"`` (any case), ``None`` or
-    ``>= len(items)`` returns all items. ``name`` is the caller's argument name, used in error messages.
-    """
-    return [items[i] for i in telescopic_indices(len(items), m, seed, name=name)]
-
-
-def telescopic_indices(n: int, m: int | str | None, seed: int = 0, name: str = "m") -> list[int]:
-    """Sorted indices of :func:`telescopic_subset` among ``n`` items."""
-    if m is None or (isinstance(m, str) and m.strip().lower() == "all"):
-        return list(range(n))
-    if not isinstance(m, int) or isinstance(m, bool):
-        raise ValueError(f"subset size {name} must be an integer, None or 'all', got {m!r}.")
-    if m >= n:
-        return list(range(n))
-    if m < 1:
-        raise ValueError(f"subset size {name} must be >= 1, got {m}.")
-    perm = np.random.RandomState(seed).permutation(n)
-    return sorted(int(i) for i in perm[:m])
 
 
 def mark_annotated(

@@ -33,8 +33,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from weakseg.data.msd import split_by_volume
-from weakseg.transforms.contour import polygon_to_mask
+from weakseg.data.splits import split_by_patient
+from weakseg.kernels.polygon import polygon_to_mask
 from weakseg.transforms.labels import CheckFinite
 
 __all__ = [
@@ -218,19 +218,6 @@ def centres_datalist(
                              f"finite numbers, got {str(entry)[:80]}")
         it["centres"] = np.asarray(entry, dtype=np.float32).reshape(-1, 3)
     return items
-
-
-def split_by_patient(
-    items: Sequence[dict], fractions: Sequence[float] = (0.5, 0.25, 0.25), seed: int = 0, key: str = "patient"
-) -> dict[str, list[dict]]:
-    """Seeded train/val/test split of slices such that every patient's slices land in one split."""
-    groups = sorted({str(it[key]) for it in items})
-    part = split_by_volume([{"image": g} for g in groups], fractions, seed)
-    which = {d["image"]: k for k, v in part.items() for d in v}
-    out: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
-    for it in items:
-        out[which[str(it[key])]].append(it)
-    return out
 
 
 class LoadLVSliced(MapTransform):

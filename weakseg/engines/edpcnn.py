@@ -12,23 +12,20 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from ignite import distributed as idist
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer, default_prepare_batch
-from monai.engines.utils import IterationEvents
+from monai.engines.utils import IterationEvents, PrepareBatchExtraInput
 from monai.utils import CommonKeys as Keys
-from monai.utils import convert_to_dst_type
 
 from weakseg.engines.augment import device_generator
-from weakseg.inferers.contour import DPContourInferer
-from weakseg.networks.edpcnn import DPApproximator, StarPattern, dp_contour, smooth_indices
-from weakseg.transforms.contour import mask_centroid
+from weakseg.kernels.contour import StarPattern, dp_contour
+from weakseg.networks.edpcnn import DPApproximator
+from weakseg.kernels.polygon import mask_centroid
 
 logger = logging.getLogger(__name__)
 
@@ -78,24 +75,23 @@ def jitter_centres(
     return out
 
 
-class CentreBatch:
-    """``prepare_batch`` returning ``(image, label, (), {"centre": centre})`` so that ``SupervisedEvaluator``
-    passes the centre to the inferer. The centre is the batch's ``centre_key`` (B, 2) when present, else the
-    label's centroid."""
+class CentreBatch(PrepareBatchExtraInput):
+    """MONAI's ``PrepareBatchExtraInput`` with ``extra_keys={"centre": centre_key}``: returns
+    ``(image, label, (), {"centre": centre})`` so that ``SupervisedEvaluator`` passes the centre (B, 2), float32,
+    to the inferer. A batch without ``centre_key`` gets the label's centroid instead."""
 
-    def __init__(self, centre_key: str = "centre", prepare_batch: Callable = default_prepare_batch) -> None:
-        self.centre_key, self.prepare_batch = centre_key, prepare_batch
+    def __init__(self, centre_key: str = "centre") -> None:
+        super().__init__(extra_keys={"centre": centre_key})
+        self.centre_key = centre_key
 
     def __call__(self, batchdata: Any, device=None, non_blocking: bool = False, **kwargs: Any):
-        prepared = self.prepare_batch(batchdata, device, non_blocking, **kwargs)
-        image, label = prepared[0], prepared[1]
         if isinstance(batchdata, dict) and self.centre_key in batchdata:
-            centre = torch.as_tensor(batchdata[self.centre_key]).to(image.device, torch.float32)
-        elif isinstance(label, torch.Tensor):
-            centre = mask_centroid(label).to(image.device)
-        else:
+            image, label, args, extra = super().__call__(batchdata, device, non_blocking, **kwargs)
+            return image, label, args, {"centre": torch.as_tensor(extra["centre"]).to(image.device, torch.float32)}
+        image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        if not isinstance(label, torch.Tensor):
             raise KeyError(f"CentreBatch: the batch has no '{self.centre_key}' and no label to derive it from")
-        return image, label, (), {"centre": centre}
+        return image, label, (), {"centre": mask_centroid(label).to(image.device)}
 
 
 class EDPCNNTrainer(SupervisedTrainer):

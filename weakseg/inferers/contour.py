@@ -20,7 +20,7 @@ import torch
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
-from weakseg.networks.edpcnn import StarPattern, dp_contour, smooth_indices
+from weakseg.kernels.contour import StarPattern, dp_contour, smooth_indices
 
 __all__ = ["CentreComponentInferer", "DPContourInferer", "DPVolumeInferer"]
 

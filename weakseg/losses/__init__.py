@@ -2,16 +2,10 @@ from weakseg.losses.deep_supervision import ConsistencyLoss, MultiLabelDeepSuper
 from weakseg.losses.boundary import DistanceMapBoundaryLoss
 from weakseg.losses.combined import SCHEDULES, AlphaSchedule, CombinedLoss, make_loss
 from weakseg.losses.lovasz import LovaszHingeLoss, LovaszSoftmaxLoss, lovasz_grad
-from weakseg.losses.size import (
-    SampledGradientLoss,
-    SizeAndMaskLoss,
-    SizeLoss,
-    SizeMatchedMaskLoss,
-    flip_gradient_estimate,
-    size_flip_objective,
-    size_matched_mask,
-    size_objective,
-)
+from weakseg.kernels.matching import size_matched_mask
+from weakseg.losses.sampled_gradient import SampledGradientLoss, flip_gradient_estimate
+from weakseg.losses.size import SizeAndMaskLoss, SizeLoss, size_flip_objective, size_objective
+from weakseg.losses.size_matched import SizeMatchedMaskLoss
 from weakseg.losses.size_constraints import SizeBoundsLoss, SoftSizeLoss, max_area_ratio, size_bounds, soft_object_size
 from weakseg.losses.tversky import FocalTverskyLoss
 

@@ -19,6 +19,7 @@ import torch
 from monai.losses import BoundaryLoss
 from monai.utils import LossReduction
 
+from weakseg.losses.utils import reduce_loss
 from weakseg.transforms.distance import signed_distance_map
 
 __all__ = ["DistanceMapBoundaryLoss"]
@@ -51,12 +52,10 @@ class DistanceMapBoundaryLoss(BoundaryLoss):
     ) -> None:
         super().__init__(include_background, to_onehot_y, sigmoid, softmax, other_act, reduction, batch)
         self.bound, self.rescale = bound, rescale
-        self._precomputed: torch.Tensor | None = None
 
     @torch.no_grad()
     def compute_distance_map(self, target: torch.Tensor) -> torch.Tensor:
-        if self._precomputed is not None:
-            return self._precomputed
+        """φ_G of a one-hot ``target`` (B, N, ...) for the whole batch at once, on its device."""
         if target.dim() not in (4, 5):
             raise ValueError("Only 2D (BNHW) and 3D (BNHWD) supported")
         return signed_distance_map(target, target.dim() - 2, self.bound, self.rescale)
@@ -64,12 +63,20 @@ class DistanceMapBoundaryLoss(BoundaryLoss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         n = input.shape[1]
         if target.shape[1] == 2 * n and target.shape[2:] == input.shape[2:] and not (n == 1 and self.to_onehot_y):
-            label, phi = target[:, :n], target[:, n:].float()
-            if not self.include_background and n > 1:
-                phi = phi[:, 1:]
-            self._precomputed = phi
-            try:
-                return super().forward(input, label)
-            finally:
-                self._precomputed = None
+            return self._with_map(input, target[:, n:].float())
         return super().forward(input, target)
+
+    def _with_map(self, input: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """Eq. 5 with the given map φ (B, N, ...): what ``BoundaryLoss.forward`` computes after its own φ."""
+        if input.dim() not in (4, 5):
+            raise ValueError("Only 2D (BNHW) and 3D (BNHWD) supported")
+        if self.sigmoid:
+            input = torch.sigmoid(input)
+        if self.softmax and input.shape[1] > 1:
+            input = torch.softmax(input, dim=1)
+        if self.other_act is not None:
+            input = self.other_act(input)
+        if not self.include_background and input.shape[1] > 1:
+            input, phi = input[:, 1:], phi[:, 1:]
+        loss = (input * phi).flatten(2).mean(2)  # Σ_p φ s / |Ω|, (B, N)
+        return reduce_loss(loss.mean(dim=0) if self.batch else loss, self.reduction)

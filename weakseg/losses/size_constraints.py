@@ -32,7 +32,7 @@ from monai.utils import LossReduction, look_up_option
 from torch.nn.modules.loss import _Loss
 
 from weakseg.losses.utils import reduce_loss
-from weakseg.transforms.size import object_size
+from weakseg.kernels.size import object_size
 
 __all__ = ["SizeBoundsLoss", "SoftSizeLoss", "max_area_ratio", "size_bounds", "soft_object_size"]
 

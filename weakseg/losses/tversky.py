@@ -17,13 +17,17 @@ from collections.abc import Callable
 
 import torch
 from monai.losses import TverskyLoss
-from monai.utils import LossReduction
+from monai.utils import LossReduction, look_up_option
+from torch.nn.modules.loss import _Loss
+
+from weakseg.losses.utils import reduce_loss
 
 __all__ = ["FocalTverskyLoss"]
 
 
-class FocalTverskyLoss(TverskyLoss):
-    """(1 − TI)^(1/γ) per item and channel, then ``reduction``; every other argument is MONAI's ``TverskyLoss``.
+class FocalTverskyLoss(_Loss):
+    """(1 − TI)^(1/γ) per item and channel, then ``reduction``; every other argument is MONAI's ``TverskyLoss``,
+    which computes 1 − TI per item and channel (``reduction="none"``).
 
     Args:
         gamma: focal parameter γ ≥ 1 (paper 4/3); γ = 1 gives MONAI's Tversky loss.
@@ -56,7 +60,8 @@ class FocalTverskyLoss(TverskyLoss):
         for name, v in (("alpha", alpha), ("beta", beta)):
             if v < 0:
                 raise ValueError(f"FocalTverskyLoss: {name} must be ≥ 0, got {v}")
-        super().__init__(
+        super().__init__(reduction=look_up_option(reduction, LossReduction).value)
+        self.tversky = TverskyLoss(
             include_background=include_background,
             to_onehot_y=to_onehot_y,
             sigmoid=sigmoid,
@@ -64,7 +69,7 @@ class FocalTverskyLoss(TverskyLoss):
             other_act=other_act,
             alpha=alpha,
             beta=beta,
-            reduction=reduction,
+            reduction=LossReduction.NONE,
             smooth_nr=smooth_nr,
             smooth_dr=smooth_dr,
             batch=batch,
@@ -75,14 +80,6 @@ class FocalTverskyLoss(TverskyLoss):
         self.eps = float(eps)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        reduction, self.reduction = self.reduction, LossReduction.NONE.value
-        try:
-            score = super().forward(input, target)  # 1 − TI, (B, C) or (C,) with batch=True
-        finally:
-            self.reduction = reduction
-        loss = score.clamp_min(self.eps) ** (1.0 / self.gamma)
-        if self.reduction == LossReduction.MEAN.value:
-            return loss.mean()
-        if self.reduction == LossReduction.SUM.value:
-            return loss.sum()
-        return loss
+        """input (B, C, H, W[, D]), target (B, C or 1, ...); returns a scalar, or (B, C) / (C,) with "none"."""
+        score = self.tversky(input, target)  # 1 − TI, (B, C) or (C,) with batch=True
+        return reduce_loss(score.clamp_min(self.eps) ** (1.0 / self.gamma), self.reduction)

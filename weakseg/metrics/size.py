@@ -11,7 +11,7 @@ from monai.metrics import CumulativeIterationMetric
 from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 
-from weakseg.transforms.size import object_size
+from weakseg.kernels.size import object_size
 
 __all__ = ["SizeErrorMetric", "SizeError"]
 

@@ -192,6 +192,8 @@ class SignedDistanceMapd(MapTransform):
             label channel for :class:`weakseg.losses.DistanceMapBoundaryLoss`.
     """
 
+    backend = SignedDistanceMap.backend
+
     def __init__(
         self,
         keys: KeysCollection,
@@ -215,3 +217,6 @@ class SignedDistanceMapd(MapTransform):
                 out = out.as_tensor()
             d[f"{key}{self.postfix}" if self.postfix else key] = out
         return d
+
+
+SignedDistanceMapD = SignedDistanceMapDict = SignedDistanceMapd

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, Transform
+from monai.transforms import MapLabelValue, MapTransform, Transform
+from monai.utils import TransformBackends, convert_to_dst_type
 
 from weakseg.transforms.slicing import source_name
 
@@ -38,27 +39,30 @@ class _ArrayMapTransform(MapTransform):
         return d
 
 
-class MergeLabels(Transform):
+class MergeLabels(MapLabelValue):
     """
     Map label values through ``mapping`` (e.g. hippocampus ``{0: 0, 1: 1, 2: 1}`` -> binary). ``mapping=None``
     (the classes are not known): every class id > 0 becomes 1.
 
     Every value present in the label must be a key of ``mapping``; anything else raises ``ValueError`` naming
     the offending values (and the source file for MetaTensors), so a wrong label file never trains silently.
-    Output has the input's type and dtype.
+    Output has the input's type and dtype. The mapping itself is MONAI's :class:`~monai.transforms.MapLabelValue`;
+    this class adds the value check, the 8-bit mask convention and the unknown-classes case.
 
     With ``mask_255`` (default), a label holding only 0 and 255 — a binary mask saved as an 8-bit image — is read
     as 0 / 1 first, unless 255 is a key of ``mapping`` (the convention of
     :func:`weakseg.annotations.read_label`, so annotation files and training agree).
     """
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, mapping: Mapping[int, int] | None, mask_255: bool = True) -> None:
         if mapping is not None and not mapping:
             raise ValueError("MergeLabels: mapping must be a non-empty {old_value: new_value} dict (or None).")
         self.mapping = None if mapping is None else {float(k): float(v) for k, v in mapping.items()}
         self.mask_255 = bool(mask_255) and (self.mapping is None or 255.0 not in self.mapping)
+        orig = sorted(self.mapping) if self.mapping else []
+        super().__init__(orig, [self.mapping[k] for k in orig], dtype=torch.float32)
 
     def __call__(self, label: NdarrayOrTensor) -> NdarrayOrTensor:
         values = torch.unique(label) if isinstance(label, torch.Tensor) else np.unique(label)
@@ -79,12 +83,7 @@ class MergeLabels(Transform):
                 f"MergeLabels: label {source_name(label, '<array>')} has values {bad} outside the mapping "
                 f"{sorted(self.mapping)}; expected only those values."
             )
-        out = label.clone() if isinstance(label, torch.Tensor) else np.array(label, copy=True)
-        for v in values_f:
-            new = self.mapping[v]
-            if new != v:
-                out[label == v] = new
-        return out
+        return convert_to_dst_type(super().__call__(label), dst=label, dtype=label.dtype)[0]
 
 
 def _binary(label: NdarrayOrTensor) -> NdarrayOrTensor:
@@ -95,6 +94,8 @@ def _binary(label: NdarrayOrTensor) -> NdarrayOrTensor:
 
 class MergeLabelsd(_ArrayMapTransform):
     """Dictionary version of :py:class:`MergeLabels`."""
+
+    backend = MergeLabels.backend
 
     def __init__(self, keys: KeysCollection, mapping: Mapping[int, int] | None, mask_255: bool = True,
                  allow_missing_keys: bool = False) -> None:
@@ -109,7 +110,7 @@ class BinaryMask(Transform):
     and the offending values (e.g. an anti-aliased or JPEG-compressed mask).
     """
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, values: tuple[float, float] = (0, 1)) -> None:
         if len(values) != 2 or values[0] == values[1]:
@@ -136,6 +137,8 @@ class BinaryMask(Transform):
 class BinaryMaskd(_ArrayMapTransform):
     """Dictionary version of :py:class:`BinaryMask`."""
 
+    backend = BinaryMask.backend
+
     def __init__(self, keys: KeysCollection, values: tuple[float, float] = (0, 1), allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = BinaryMask(values)
@@ -145,7 +148,7 @@ class CheckFinite(Transform):
     """Raise ``ValueError`` naming the source when an array holds NaN or Inf; return it unchanged otherwise.
     The source is the MetaTensor's file, or ``source`` when given (e.g. for arrays read without metadata)."""
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __call__(self, img: NdarrayOrTensor, source: str | None = None) -> NdarrayOrTensor:
         finite = torch.isfinite(img).all() if isinstance(img, torch.Tensor) else np.isfinite(img).all()
@@ -158,6 +161,8 @@ class CheckFinite(Transform):
 class CheckFinited(_ArrayMapTransform):
     """Dictionary version of :py:class:`CheckFinite`."""
 
+    backend = CheckFinite.backend
+
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = CheckFinite()
@@ -166,7 +171,7 @@ class CheckFinited(_ArrayMapTransform):
 class CheckChannels(Transform):
     """Raise ``ValueError`` naming the source when a channel-first array does not have ``num_channels`` channels."""
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, num_channels: int) -> None:
         self.num_channels = int(num_channels)
@@ -183,6 +188,8 @@ class CheckChannels(Transform):
 class CheckChannelsd(_ArrayMapTransform):
     """Dictionary version of :py:class:`CheckChannels`."""
 
+    backend = CheckChannels.backend
+
     def __init__(self, keys: KeysCollection, num_channels: int, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = CheckChannels(num_channels)
@@ -192,7 +199,7 @@ class CheckSameShape(Transform):
     """Raise ``ValueError`` naming the sources when channel-first arrays differ in spatial shape (an image and its
     mask of another size would otherwise be resized separately and trained on misaligned); return them unchanged."""
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __call__(self, *arrays: NdarrayOrTensor, names: tuple[str, ...] | None = None) -> tuple[NdarrayOrTensor, ...]:
         names = names or tuple(f"array {i}" for i in range(len(arrays)))
@@ -219,3 +226,10 @@ class CheckSameShaped(MapTransform):
         keys = list(self.key_iterator(d))
         self.check(*(d[k] for k in keys), names=tuple(str(k) for k in keys))
         return d
+
+
+MergeLabelsD = MergeLabelsDict = MergeLabelsd
+BinaryMaskD = BinaryMaskDict = BinaryMaskd
+CheckFiniteD = CheckFiniteDict = CheckFinited
+CheckChannelsD = CheckChannelsDict = CheckChannelsd
+CheckSameShapeD = CheckSameShapeDict = CheckSameShaped

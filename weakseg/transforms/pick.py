@@ -73,3 +73,6 @@ class RandPickd(Randomizable, MapTransform):
                 )
             return self.crop(d)[0]
         return self.crop(d)
+
+
+RandPickD = RandPickDict = RandPickd

@@ -10,6 +10,7 @@ import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
+from monai.utils import TransformBackends
 
 __all__ = ["SliceVolume", "SliceVolumed", "source_name"]
 
@@ -48,7 +49,7 @@ class SliceVolume(Transform):
     ``slice_axis`` and ``volume_id`` (the source file name), and its affine is the 3D affine without ``axis``.
     """
 
-    backend = ["torch", "numpy"]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, axis: int = 0, min_foreground: float = 0.01) -> None:
         if axis not in (0, 1, 2):
@@ -120,6 +121,8 @@ class SliceVolumed(MapTransform):
     Raises ``ValueError`` naming the files when the keys' spatial shapes differ.
     """
 
+    backend = SliceVolume.backend
+
     def __init__(
         self,
         keys: KeysCollection,
@@ -164,3 +167,6 @@ class SliceVolumed(MapTransform):
                 f"'{self.label_key}' ({source_name(mask, self.label_key)}) has {tuple(mask.shape[1:])}; "
                 "image and label must have the same shape."
             )
+
+
+SliceVolumeD = SliceVolumeDict = SliceVolumed

@@ -17,6 +17,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
 from weakseg.transforms.labels import _ArrayMapTransform
+from weakseg.utils import telescopic_subset
 
 __all__ = [
     "ANNOTATION_TYPES",
@@ -84,6 +85,8 @@ class BoxFromMask(Transform):
 class BoxFromMaskd(_ArrayMapTransform):
     """Dictionary version of :class:`BoxFromMask`."""
 
+    backend = BoxFromMask.backend
+
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = BoxFromMask()
@@ -147,8 +150,6 @@ def assign_annotations(items: Sequence[dict], num_masks: int | str | None, box_f
     ``None`` or ``"all"``: all) keep pixel masks, and of the rest a ``box_fraction`` share gets boxes and the others
     image-level labels. (On the ``monai.bundle`` command line use ``--num_masks all``: MONAI drops ``None``
     overrides, so ``--num_masks None`` would silently keep the config's value.)"""
-    from weakseg.data.msd import telescopic_subset
-
     if not 0.0 <= box_fraction <= 1.0:
         raise ValueError(f"box_fraction must be in [0, 1], got {box_fraction}")
     ids = list(range(len(items)))
@@ -307,3 +308,9 @@ class MixedSupervisiond(MapTransform):
                                  "classes to learn from")
             d[self.annotation_key] = code
         return d
+
+
+BoxFromMaskD = BoxFromMaskDict = BoxFromMaskd
+WeakAnnotationD = WeakAnnotationDict = WeakAnnotationd
+WeakSliceD = WeakSliceDict = WeakSliced
+MixedSupervisionD = MixedSupervisionDict = MixedSupervisiond
