@@ -54,6 +54,6 @@ setup(
     extras_require={
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
         "system": ["psutil"],  # MLflow system metrics (CPU, memory; GPU also needs pynvml)
-        "test": ["pytest", "parameterized", "jsonschema", "onnx", "onnxscript", "onnxruntime", "psutil"],
+        "test": ["pytest", "jsonschema", "onnx", "onnxscript", "onnxruntime", "psutil"],
     },
 )

@@ -6,7 +6,10 @@ Speed of the size machinery, ratios measured in one run on real hippocampus mask
 2. one training step of the bundle's UNet on a batch of 64 slices: BCE vs SizeLoss (n = 1) with every way of
    getting the flipped sizes (closed form for all pixels, pruned candidates measured, brute force), same
    network, batch and optimizer. All three give the same gradient; ``flips="auto"`` (the default) takes the
-   closed form on GPUs and the pruned path on CPUs.
+   closed form on GPUs and the pruned path on CPUs;
+3. the same step with the size baselines and size-matched fine-tuning: SoftSizeLoss (soft erosions, backprop),
+   SizeBoundsLoss (Kervadec et al.'s area bounds) and SizeMatchedMaskLoss with its snapshot teacher's forward pass
+   (goal: each ≤ 1.5 × the BCE step). Steps are timed in turns (interleaved medians).
 
     python benchmarks/size_speed.py [--device cuda]
 """
@@ -21,9 +24,13 @@ import scipy.ndimage as ndi
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_args, device_sync, emit, load_bundle_parser, machine_line, timeit, training_slices  # noqa: E402
+from common import (  # noqa: E402
+    bench_args, device_sync, emit, interleaved_medians, load_bundle_parser, machine_line, timeit, training_slices,
+)
 
-from weakseg.losses import SizeLoss  # noqa: E402
+import copy  # noqa: E402
+
+from weakseg.losses import SizeBoundsLoss, SizeLoss, SizeMatchedMaskLoss, SoftSizeLoss  # noqa: E402
 from weakseg.transforms import object_size  # noqa: E402
 
 
@@ -58,7 +65,16 @@ def main() -> None:
         "SizeLoss n=1, pruned (candidate flips measured)": lambda out: SizeLoss(1, flips="pruned")(out, s),
         "SizeLoss n=1, brute force (all 1536 flips measured)": lambda out: SizeLoss(1, flips="all")(out, s),
         f"SizeLoss n=8, default ({auto})": lambda out: SizeLoss(num_samples=8)(out, s),
+        "SoftSizeLoss (soft erosions, backprop)": lambda out: soft(out, s),
+        "SizeBoundsLoss (area bounds from the size)": lambda out: bounds(out, s),
+        "SizeMatchedMaskLoss + snapshot teacher forward": lambda out: matched(out, (s, teacher_logits())),
     }
+    soft, bounds, matched = SoftSizeLoss(), SizeBoundsLoss(upper_ratio=1.5, normalize=True), SizeMatchedMaskLoss()
+    teacher = copy.deepcopy(net).eval()
+
+    @torch.no_grad()
+    def teacher_logits():
+        return teacher(x)
 
     def step(loss_fn):
         def f():
@@ -68,7 +84,7 @@ def main() -> None:
 
         return f
 
-    step_t = {k: timeit(step(v), args.reps, sync) for k, v in losses.items()}
+    step_t = interleaved_medians({k: step(v) for k, v in losses.items()}, args.reps, sync)
 
     dev_name = machine_line(device)
     lines = [

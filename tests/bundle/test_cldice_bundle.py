@@ -3,7 +3,11 @@ validation metrics, through the MONAI bundle on real hippocampus volumes."""
 
 import math
 
+import pytest
+
 from .test_train_bundle import mlflow_runs, run_bundle
+
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
 
 
 def test_cldice_config_trains_and_logs_topology_metrics(tmp_path, hippo_dir):

@@ -9,6 +9,8 @@ import torch
 from .test_size_bundle import simulate
 from .test_train_bundle import mlflow_runs, run_bundle
 
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
+
 DP_CONFIG = ("train.json", "train_dp.json")
 
 
@@ -63,8 +65,6 @@ def test_evaluate_dp_on_the_test_patient_and_infer_nifti_volumes(tmp_path, sunny
     proc = run_bundle(tmp_path, *args, "--ckpt_path", str(tmp_path / "output" / "edpcnn_lv_n10" / "models" / "model_final.pt"),
                       config=("evaluate.json",) + DP_CONFIG + ("evaluate_dp.json",), run_id="evaluating")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    import json
-
     from weakseg.data import load_sunnybrook_datalist, split_by_patient
 
     test_ids = [it["id"] for it in split_by_patient(load_sunnybrook_datalist(sunnybrook_dir), (0.5, 0.25, 0.25), 0)["test"]]

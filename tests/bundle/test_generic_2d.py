@@ -12,6 +12,8 @@ import torch
 from .test_size_bundle import simulate
 from .test_train_bundle import mlflow_runs, run_bundle
 
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
+
 
 def _dice(p: np.ndarray, g: np.ndarray) -> float:
     return float(2 * (p & g).sum() / (p.sum() + g.sum()))

@@ -12,6 +12,8 @@ import torch
 from ..conftest import CONFIGS
 from .test_train_bundle import mlflow_runs, run_bundle
 
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
+
 
 def make_msd(root, hippo_dir, n=3, edit=None):
     """

@@ -9,6 +9,8 @@ import pytest
 
 from .test_train_bundle import mlflow_runs, run_bundle
 
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
+
 
 def test_inference_writes_aligned_label_volumes(tmp_path, hippo_dir, trained):
     inp = tmp_path / "in"

@@ -3,8 +3,12 @@ volumes, through the MONAI bundle."""
 
 import torch
 
+import pytest
+
 from .test_size_bundle import simulate
 from .test_train_bundle import mlflow_runs, run_bundle
+
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
 
 MLDS = ("train.json", "train_mlds.json")
 

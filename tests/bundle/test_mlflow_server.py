@@ -11,6 +11,8 @@ import pytest
 
 from ..conftest import CONFIGS, REPO
 
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
+
 
 def free_port() -> int:
     with socket.socket() as s:

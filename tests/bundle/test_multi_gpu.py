@@ -6,10 +6,13 @@ import re
 import subprocess
 import sys
 
+import pytest
 from monai.bundle import ConfigParser
 
 from ..conftest import CONFIGS, REPO
 from .test_train_bundle import mlflow_runs
+
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
 
 
 def _torchrun(root, configs, port, *args) -> dict[int, int]:

@@ -12,6 +12,8 @@ import torch
 from ..conftest import CONFIGS, REPO
 from .test_train_bundle import mlflow_runs, run_bundle
 
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
+
 
 def test_sigkill_then_resume(tmp_path, hippo_dir):
     args = ["--dataset_dir", str(hippo_dir), "--download", "False", "--max_epochs", "6",

@@ -13,6 +13,8 @@ from weakseg.engines.utils import _release_lock
 
 from .test_train_bundle import run_bundle
 
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
+
 
 def _lock(folder, pid, host=None):
     folder.mkdir(parents=True, exist_ok=True)

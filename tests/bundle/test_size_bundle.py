@@ -4,10 +4,13 @@ masks), pre-train on the masked slices, fine-tune with sizes only."""
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from ..conftest import REPO
 from .test_train_bundle import mlflow_runs, run_bundle
+
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
 
 
 def simulate(data_dir, out, *args):

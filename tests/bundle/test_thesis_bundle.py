@@ -9,6 +9,8 @@ import pytest
 
 from .test_train_bundle import mlflow_runs, run_bundle
 
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
+
 
 def test_hippocampus_combined_loss_with_linear_schedule(tmp_path, hippo_dir):
     common = ("--dataset_dir", str(hippo_dir), "--download", "False", "--network_name", "res_attention_unet",

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from ..conftest import CONFIGS, REPO
+
+pytestmark = pytest.mark.integration  # runs the bundle in subprocesses
 
 
 def run_bundle(workdir: Path, *args: str, config=("train.json",), run_id: str = "training", timeout: int = 600):

@@ -123,32 +123,6 @@ def test_size_matched_stage_improves_overlap_on_real_slices(hippo_dir, only_chan
     assert iou_after > iou_before + 0.03
 
 
-def test_epoch_snapshot_teacher():
-    """event="epoch", alpha=0: during every epoch the teacher holds the student's weights of that epoch's start."""
-    from ignite.engine import Engine
-
-    from weakseg.engines import MeanTeacherHandler
-
-    student = torch.nn.Linear(2, 1)
-    handler = MeanTeacherHandler(student, alpha=0.0, event="epoch")
-    seen = []
-
-    def step(engine, batch):
-        with torch.no_grad():
-            student.weight.add_(1.0)
-        seen.append((engine.state.epoch, float(handler.teacher.weight.detach()[0, 0]), float(student.weight.detach()[0, 0])))
-
-    engine = Engine(step)
-    handler.attach(engine)
-    w0 = float(student.weight.detach()[0, 0])
-    engine.run([0, 1, 2], max_epochs=2)
-    # epoch 1 starts from w0, epoch 2 from w0 + 3; the teacher never follows the iterations
-    assert [round(t - w0, 5) for _, t, _ in seen] == [0, 0, 0, 3, 3, 3]
-    assert [round(s - w0, 5) for _, _, s in seen] == [1, 2, 3, 4, 5, 6]
-    with pytest.raises(ValueError, match="'iteration' or 'epoch'"):
-        MeanTeacherHandler(student, event="batch")
-
-
 def test_teacher_batch():
     from weakseg.engines import TeacherBatch
 

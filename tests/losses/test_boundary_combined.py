@@ -1,8 +1,8 @@
 """Boundary loss with precomputed maps, combined losses and their α schedules (closed forms), schedule handler."""
 
 import math
-import unittest
 
+import pytest
 import torch
 from ignite.engine import Engine, Events
 from monai.losses import BoundaryLoss, DiceLoss
@@ -12,8 +12,8 @@ from weakseg.losses import AlphaSchedule, CombinedLoss, DistanceMapBoundaryLoss,
 from weakseg.transforms import signed_distance_map
 
 
-class TestBoundary(unittest.TestCase):
-    def setUp(self):
+class TestBoundary:
+    def setup_method(self):
         torch.manual_seed(0)
         self.x = torch.randn(4, 1, 16, 12)
         self.y = (torch.rand(4, 1, 16, 12) > 0.6).float()
@@ -22,16 +22,16 @@ class TestBoundary(unittest.TestCase):
     def test_equals_monai_boundary_loss(self):
         ref = BoundaryLoss(sigmoid=True)(self.x, self.y)
         ours = DistanceMapBoundaryLoss(sigmoid=True)(self.x, self.y)
-        self.assertAlmostEqual(ours.item(), ref.item(), places=6)
+        assert ours.item() == pytest.approx(ref.item(), abs=1e-6)
 
     def test_precomputed_map_as_extra_channel(self):
         phi = signed_distance_map(self.y, 2)
         target = torch.cat([self.y, phi], 1)
         ref = BoundaryLoss(sigmoid=True)(self.x, self.y)
-        self.assertAlmostEqual(DistanceMapBoundaryLoss(sigmoid=True)(self.x, target).item(), ref.item(), places=6)
+        assert DistanceMapBoundaryLoss(sigmoid=True)(self.x, target).item() == pytest.approx(ref.item(), abs=1e-6)
         # the map really is taken from the target: a scaled map scales the loss
         scaled = torch.cat([self.y, 2 * phi], 1)
-        self.assertAlmostEqual(DistanceMapBoundaryLoss(sigmoid=True)(self.x, scaled).item(), 2 * ref.item(), places=5)
+        assert DistanceMapBoundaryLoss(sigmoid=True)(self.x, scaled).item() == pytest.approx(2 * ref.item(), abs=1e-5)
 
     def test_multiclass_without_background(self):
         x = torch.randn(2, 3, 10, 10)
@@ -40,10 +40,10 @@ class TestBoundary(unittest.TestCase):
         ref = BoundaryLoss(softmax=True, include_background=False)(x, onehot)
         target = torch.cat([onehot, signed_distance_map(onehot, 2)], 1)
         ours = DistanceMapBoundaryLoss(softmax=True, include_background=False)(x, target)
-        self.assertAlmostEqual(ours.item(), ref.item(), places=6)
+        assert ours.item() == pytest.approx(ref.item(), abs=1e-6)
 
 
-class TestSchedules(unittest.TestCase):
+class TestSchedules:
     def test_closed_forms(self):
         ks = range(0, 101)
         cases = {
@@ -54,29 +54,29 @@ class TestSchedules(unittest.TestCase):
         }
         for sched, closed in cases.items():
             for k in ks:
-                self.assertAlmostEqual(sched(k), closed(k), places=12, msg=f"{sched} k={k}")
+                assert sched(k) == pytest.approx(closed(k), abs=1e-12), f"{sched} k={k}"
         # thesis rebalance: 0.2, then +0.2 every 20 epochs
         r = AlphaSchedule("rebalance", alpha=0.2, period=20, step=0.2, max_alpha=1.0)
-        self.assertEqual([round(r(k), 6) for k in (0, 19, 20, 39, 40, 79, 80, 200)], [0.2, 0.2, 0.4, 0.4, 0.6, 0.8, 1.0, 1.0])
+        assert [round(r(k), 6) for k in (0, 19, 20, 39, 40, 79, 80, 200)] == [0.2, 0.2, 0.4, 0.4, 0.6, 0.8, 1.0, 1.0]
 
     def test_bad_schedules(self):
-        with self.assertRaisesRegex(ValueError, "unknown alpha schedule 'cosine'"):
+        with pytest.raises(ValueError, match="unknown alpha schedule 'cosine'"):
             AlphaSchedule("cosine")
-        with self.assertRaisesRegex(ValueError, "alpha must be ≥ 0"):
+        with pytest.raises(ValueError, match="alpha must be ≥ 0"):
             AlphaSchedule("constant", alpha=-0.5)
-        with self.assertRaisesRegex(ValueError, "beta > 0"):
+        with pytest.raises(ValueError, match="beta > 0"):
             AlphaSchedule("exponential", beta=0)
-        with self.assertRaisesRegex(ValueError, "period"):
+        with pytest.raises(ValueError, match="period"):
             AlphaSchedule("rebalance", period=0)
-        with self.assertRaisesRegex(ValueError, r"alpha in \[0, 1\]"):
+        with pytest.raises(ValueError, match=r"alpha in \[0, 1\]"):
             CombinedLoss(DiceLoss(), DiceLoss(), AlphaSchedule("constant", alpha=1.5), mode="convex")
-        with self.assertRaisesRegex(ValueError, "mode"):
+        with pytest.raises(ValueError, match="mode"):
             CombinedLoss(DiceLoss(), DiceLoss(), 0.5, mode="product")
-        with self.assertRaisesRegex(ValueError, "unknown loss name 'lovasz'"):
+        with pytest.raises(ValueError, match="unknown loss name 'lovasz'"):
             make_loss({"bce": torch.nn.BCEWithLogitsLoss()}, "lovasz")
 
 
-class TestCombined(unittest.TestCase):
+class TestCombined:
     def test_values_and_target_split(self):
         x = torch.randn(3, 1, 12, 12)
         y = (torch.rand(3, 1, 12, 12) > 0.5).float()
@@ -84,10 +84,10 @@ class TestCombined(unittest.TestCase):
         bce, bnd = torch.nn.BCEWithLogitsLoss(), DistanceMapBoundaryLoss(sigmoid=True)
         l1, l2 = bce(x, y).item(), bnd(x, target).item()
         conv = CombinedLoss(bce, bnd, 0.25, mode="convex")
-        self.assertAlmostEqual(conv(x, target).item(), 0.75 * l1 + 0.25 * l2, places=6)
+        assert conv(x, target).item() == pytest.approx(0.75 * l1 + 0.25 * l2, abs=1e-6)
         add = CombinedLoss(bce, bnd, AlphaSchedule("linear", alpha=0.5), mode="additive")
         add.set_epoch(3)
-        self.assertAlmostEqual(add(x, target).item(), l1 + 1.5 * l2, places=5)
+        assert add(x, target).item() == pytest.approx(l1 + 1.5 * l2, abs=1e-5)
 
     def test_handler_sets_alpha_per_epoch(self):
         loss = CombinedLoss(DiceLoss(), DiceLoss(), AlphaSchedule("exponential", beta=0.1))
@@ -97,10 +97,10 @@ class TestCombined(unittest.TestCase):
         engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: seen.append((loss.alpha, e.state.metrics["loss_alpha"])))
         engine.run([0, 1], max_epochs=5)
         expected = [1 - math.exp(-0.1 * k) for k in range(5)]
-        self.assertEqual(len(seen), 5)
+        assert len(seen) == 5
         for (a, m), e in zip(seen, expected):
-            self.assertAlmostEqual(a, e, places=12)
-            self.assertAlmostEqual(m, e, places=12)
+            assert a == pytest.approx(e, abs=1e-12)
+            assert m == pytest.approx(e, abs=1e-12)
         # a resumed engine (3 epochs done) continues the schedule at k = 3
         seen.clear()
         engine = Engine(lambda e, b: None)
@@ -108,10 +108,6 @@ class TestCombined(unittest.TestCase):
         engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: seen.append((loss.alpha, e.state.metrics["loss_alpha"])))
         engine.load_state_dict({"epoch": 3, "epoch_length": 2, "max_epochs": 5})
         engine.run([0, 1])
-        self.assertEqual([round(a, 12) for a, _ in seen], [round(e, 12) for e in expected[3:]])
-        with self.assertRaisesRegex(TypeError, "set_epoch"):
+        assert [round(a, 12) for a, _ in seen] == [round(e, 12) for e in expected[3:]]
+        with pytest.raises(TypeError, match="set_epoch"):
             LossScheduleHandler(DiceLoss())
-
-
-if __name__ == "__main__":
-    unittest.main()

@@ -1,8 +1,7 @@
 """Lovász hinge / softmax: published reference values, a loop-based port of the reference algorithm, gradcheck."""
 
-import unittest
-
 import numpy as np
+import pytest
 import torch
 
 from weakseg.losses import LovaszHingeLoss, LovaszSoftmaxLoss, lovasz_grad
@@ -47,7 +46,7 @@ def ref_softmax_flat(probas, labels, classes="present"):
     return float(np.mean(losses)) if losses else 0.0
 
 
-class TestLovasz(unittest.TestCase):
+class TestLovasz:
     def test_lovasz_grad_reference(self):
         g = lovasz_grad(torch.tensor([1.0, 0.0, 1.0, 0.0]))
         np.testing.assert_allclose(g.numpy(), [0.5, 1 / 6, 1 / 3, 0.0], atol=1e-6)
@@ -60,7 +59,7 @@ class TestLovasz(unittest.TestCase):
         logits = torch.tensor([[[[2.0, -1.0], [0.5, -0.3]]]], requires_grad=True)
         labels = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
         loss = LovaszHingeLoss(per_image=False)(logits, labels)
-        self.assertAlmostEqual(loss.item(), 0.933333, places=5)
+        assert loss.item() == pytest.approx(0.933333, abs=1e-5)
         loss.backward()
         np.testing.assert_allclose(logits.grad.reshape(-1).numpy(), [0, 0, 1 / 3, -1 / 3], atol=1e-6)
 
@@ -77,7 +76,7 @@ class TestLovasz(unittest.TestCase):
                     ref = np.mean([ref_hinge_flat(x[i].reshape(-1).tolist(), y[i].reshape(-1).tolist()) for i in range(b)])
                 else:
                     ref = ref_hinge_flat(x.reshape(-1).tolist(), y.reshape(-1).tolist())
-                self.assertAlmostEqual(loss, ref, places=6)
+                assert loss == pytest.approx(ref, abs=1e-6)
 
     def test_hinge_ignore_index_equals_dropping_pixels(self):
         rng = np.random.default_rng(2)
@@ -90,7 +89,7 @@ class TestLovasz(unittest.TestCase):
             ref = np.mean([
                 ref_hinge_flat(x[i][~ign[i]].tolist(), y[i][~ign[i]].tolist()) for i in range(2)
             ])
-            self.assertAlmostEqual(loss, ref, places=6)
+            assert loss == pytest.approx(ref, abs=1e-6)
 
     def test_softmax_matches_loop_reference(self):
         rng = np.random.default_rng(3)
@@ -106,34 +105,30 @@ class TestLovasz(unittest.TestCase):
                 else:
                     pp = p.movedim(1, -1).reshape(-1, 3).tolist()
                     ref = ref_softmax_flat(pp, y.reshape(-1).tolist(), classes=classes)
-                self.assertAlmostEqual(loss, ref, places=6, msg=f"{classes} {per_image}")
+                assert loss == pytest.approx(ref, abs=1e-6), f"{classes} {per_image}"
 
     def test_softmax_onehot_target_equals_index_target(self):
         x = torch.randn(2, 3, 6, 6)
         y = torch.randint(0, 3, (2, 1, 6, 6))
         onehot = torch.nn.functional.one_hot(y[:, 0], 3).permute(0, 3, 1, 2).float()
         loss = LovaszSoftmaxLoss()
-        self.assertAlmostEqual(loss(x, y).item(), loss(x, onehot).item(), places=6)
+        assert loss(x, y).item() == pytest.approx(loss(x, onehot).item(), abs=1e-6)
 
     def test_gradcheck(self):
         torch.manual_seed(0)
         x = torch.randn(2, 1, 4, 4, dtype=torch.float64, requires_grad=True)
         y = (torch.rand(2, 1, 4, 4) > 0.5).double()
-        self.assertTrue(torch.autograd.gradcheck(lambda a: LovaszHingeLoss()(a, y), (x,)))
+        assert torch.autograd.gradcheck(lambda a: LovaszHingeLoss()(a, y), (x,))
         xs = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
         ys = torch.randint(0, 3, (2, 1, 4, 4))
-        self.assertTrue(torch.autograd.gradcheck(lambda a: LovaszSoftmaxLoss(per_image=True)(a, ys), (xs,)))
+        assert torch.autograd.gradcheck(lambda a: LovaszSoftmaxLoss(per_image=True)(a, ys), (xs,))
 
     def test_bad_input(self):
-        with self.assertRaisesRegex(ValueError, "0 or 1"):
+        with pytest.raises(ValueError, match="0 or 1"):
             LovaszHingeLoss()(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 2.0))
-        with self.assertRaisesRegex(ValueError, "differ"):
+        with pytest.raises(ValueError, match="differ"):
             LovaszHingeLoss()(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
-        with self.assertRaisesRegex(ValueError, "C≥2"):
+        with pytest.raises(ValueError, match="C≥2"):
             LovaszSoftmaxLoss()(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
-        with self.assertRaisesRegex(ValueError, "classes"):
+        with pytest.raises(ValueError, match="classes"):
             LovaszSoftmaxLoss(classes="some")
-
-
-if __name__ == "__main__":
-    unittest.main()

@@ -3,7 +3,6 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from parameterized import parameterized
 
 from weakseg.losses import (
     SampledGradientLoss,
@@ -29,7 +28,7 @@ def exact_gradient(p: torch.Tensor, target: float) -> torch.Tensor:
 
 
 class TestUnbiased:
-    @parameterized.expand([(0, 4.0), (1, 2.0), (2, 6.0)])
+    @pytest.mark.parametrize(("seed", "target"), [(0, 4.0), (1, 2.0), (2, 6.0)])
     def test_matches_enumeration(self, seed, target):
         g = torch.Generator().manual_seed(seed)
         p = (torch.rand(3, 3, generator=g) * 0.8 + 0.1).double()
@@ -51,7 +50,7 @@ class TestUnbiased:
 
 
 class TestFlipModesEqualBruteForce:
-    @parameterized.expand([(True,), (False,)])
+    @pytest.mark.parametrize(("border",), [(True,), (False,)])
     def test_exact_equality(self, border):
         # closed form (every flip at once) and pruned (only flips that can change g) == brute force, bit for bit
         rng = np.random.RandomState(3)
@@ -85,7 +84,7 @@ class TestFlipModesEqualBruteForce:
 
 
 class TestBadInput:
-    @parameterized.expand([("negative", [-1.0, 2.0]), ("nan", [float("nan"), 2.0]), ("inf", [float("inf"), 2.0])])
+    @pytest.mark.parametrize(("_", "sizes"), [("negative", [-1.0, 2.0]), ("nan", [float("nan"), 2.0]), ("inf", [float("inf"), 2.0])])
     def test_bad_sizes(self, _, sizes):
         with pytest.raises(ValueError, match="finite and >= 0"):
             SizeLoss()(torch.zeros(2, 1, 8, 8), torch.tensor(sizes))
@@ -146,7 +145,7 @@ def test_closed_form_estimator_never_synchronises_on_gpu():
     assert values.shape == (64,) and grad.shape == (64, 48, 32)
 
 
-@parameterized.expand([(0.25,), (0.5,), (2.0,)])
+@pytest.mark.parametrize(("tau",), [(0.25,), (0.5,), (2.0,)])
 def test_noise_scale(tau):
     # area objective: E = sum_i sigma(a_i / tau), so dE/da_i = sigma'(a_i / tau) / tau exactly
     loss = SampledGradientLoss(lambda y, idx, t: y.flatten(1).sum(1).double(), num_samples=2, noise_scale=tau)
@@ -238,7 +237,7 @@ def matched_by_enumeration(a: torch.Tensor, s: float, border_is_background: bool
 
 
 class TestSizeMatchedMask:
-    @parameterized.expand([(True, False), (False, False), (True, True), (False, True)])
+    @pytest.mark.parametrize(("border", "ties"), [(True, False), (False, False), (True, True), (False, True)])
     def test_matches_enumeration(self, border, ties):
         from weakseg.losses import size_matched_mask
 

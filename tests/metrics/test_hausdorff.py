@@ -1,8 +1,7 @@
 """AHD / balanced AHD / modified AHD: the worked values and a brute-force pairwise-distance reference."""
 
-import unittest
-
 import numpy as np
+import pytest
 import torch
 
 from weakseg.metrics import AverageHausdorffDistanceMetric, average_hausdorff_distance
@@ -34,7 +33,7 @@ def batch(*masks):
     return torch.as_tensor(np.stack(masks))[:, None]
 
 
-class TestAHD(unittest.TestCase):
+class TestAHD:
     def test_worked_values(self):
         g = square()
         fp = g.copy()
@@ -42,12 +41,12 @@ class TestAHD(unittest.TestCase):
         miss = g.copy()
         miss[2, 2] = 0  # one missing corner
         ahd = average_hausdorff_distance(batch(fp, miss), batch(g, g), include_background=True)
-        self.assertAlmostEqual(ahd[0, 0].item(), 0.141421, places=5)
-        self.assertAlmostEqual(ahd[1, 0].item(), 0.055556, places=5)
+        assert ahd[0, 0].item() == pytest.approx(0.141421, abs=1e-5)
+        assert ahd[1, 0].item() == pytest.approx(0.055556, abs=1e-5)
         bahd = average_hausdorff_distance(batch(fp), batch(g), include_background=True, variant="balanced")
-        self.assertAlmostEqual(bahd[0, 0].item(), 0.157135, places=5)
+        assert bahd[0, 0].item() == pytest.approx(0.157135, abs=1e-5)
         same = average_hausdorff_distance(batch(g), batch(g), include_background=True, variant="modified")
-        self.assertEqual(same.item(), 0.0)
+        assert same.item() == 0.0
 
     def test_brute_force_random(self):
         rng = np.random.default_rng(0)
@@ -57,25 +56,21 @@ class TestAHD(unittest.TestCase):
                 g = (rng.random((9, 8)) < rng.uniform(0.05, 0.5)).astype(np.float32)
                 sp = (1.5, 0.7)
                 out = average_hausdorff_distance(batch(p), batch(g), True, variant, spacing=sp)[0, 0].item()
-                self.assertAlmostEqual(out, brute(p, g, variant, spacing=sp), places=4, msg=variant)
+                assert out == pytest.approx(brute(p, g, variant, spacing=sp), abs=1e-4), variant
 
     def test_empty_sets_and_cumulative(self):
         g, z = square(), np.zeros((7, 7), np.float32)
         metric = AverageHausdorffDistanceMetric(include_background=True, get_not_nans=True)
         metric(batch(z, g, g), batch(z, z, g))  # both empty → 0, one empty → NaN (skipped), identical → 0
         raw = metric.get_buffer()
-        self.assertEqual(raw[0, 0].item(), 0.0)
-        self.assertTrue(np.isnan(raw[1, 0].item()))
+        assert raw[0, 0].item() == 0.0
+        assert np.isnan(raw[1, 0].item())
         value, not_nans = metric.aggregate()
-        self.assertEqual(value.item(), 0.0)
-        self.assertEqual(not_nans.item(), 2)
+        assert value.item() == 0.0
+        assert not_nans.item() == 2
 
     def test_bad_input(self):
-        with self.assertRaisesRegex(ValueError, "binarised"):
+        with pytest.raises(ValueError, match="binarised"):
             average_hausdorff_distance(torch.full((1, 1, 3, 3), 0.5), torch.zeros(1, 1, 3, 3))
-        with self.assertRaisesRegex(ValueError, "variant"):
+        with pytest.raises(ValueError, match="variant"):
             AverageHausdorffDistanceMetric(variant="max")
-
-
-if __name__ == "__main__":
-    unittest.main()

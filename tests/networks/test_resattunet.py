@@ -1,7 +1,6 @@
 """Residual Attention U-Net: shapes in 2D/3D, attention coefficients in [0, 1], TorchScript, config factory."""
 
-import unittest
-
+import pytest
 import torch
 from monai.networks import eval_mode
 from monai.networks.nets import AttentionUnet, UNet
@@ -9,13 +8,13 @@ from monai.networks.nets import AttentionUnet, UNet
 from weakseg.networks import AttentionGate, ResAttUNet, thesis_network
 
 
-class TestResAttUNet(unittest.TestCase):
+class TestResAttUNet:
     def test_shapes_2d_3d(self):
         for dims, size in ((2, (48, 32)), (3, (16, 16, 8))):
             net = ResAttUNet(dims, 2, 3, channels=(4, 8, 16), strides=(2, 2), dropout=0.1)
             with eval_mode(net):
                 out = net(torch.randn(2, 2, *size))
-            self.assertEqual(tuple(out.shape), (2, 3, *size))
+            assert tuple(out.shape) == (2, 3, *size)
 
     def test_attention_coefficients_in_unit_interval(self):
         net = ResAttUNet(2, 1, 1, channels=(4, 8, 16, 32), strides=(2, 2, 2))
@@ -24,19 +23,19 @@ class TestResAttUNet(unittest.TestCase):
             if isinstance(m, AttentionGate):
                 m.psi.register_forward_hook(lambda mod, i, o: seen.append(o.detach()))
         net(torch.randn(3, 1, 48, 32) * 10)
-        self.assertEqual(len(seen), 3)  # one gate per skip connection
+        assert len(seen) == 3  # one gate per skip connection
         for a in seen:
-            self.assertEqual(a.shape[1], 1)
-            self.assertGreaterEqual(a.min().item(), 0.0)
-            self.assertLessEqual(a.max().item(), 1.0)
+            assert a.shape[1] == 1
+            assert a.min().item() >= 0.0
+            assert a.max().item() <= 1.0
 
     def test_gate_resamples_to_skip_grid_and_gradients_flow(self):
         gate = AttentionGate(2, skip_channels=6, gating_channels=10, stride=2)
         x, g = torch.randn(1, 6, 12, 8, requires_grad=True), torch.randn(1, 10, 6, 4, requires_grad=True)
         out = gate(x, g)
-        self.assertEqual(out.shape, x.shape)
+        assert out.shape == x.shape
         out.sum().backward()
-        self.assertGreater(g.grad.abs().sum().item(), 0)  # the gating signal shapes the output
+        assert g.grad.abs().sum().item() > 0  # the gating signal shapes the output
 
     def test_torchscript(self):
         net = ResAttUNet(2, 1, 2, channels=(4, 8, 16), strides=(2, 2))
@@ -47,14 +46,10 @@ class TestResAttUNet(unittest.TestCase):
 
     def test_factory(self):
         kw = dict(spatial_dims=2, in_channels=1, out_channels=1, channels=(4, 8, 16), strides=(2, 2))
-        self.assertIsInstance(thesis_network("unet", **kw), UNet)
-        self.assertIsInstance(thesis_network("attention_unet", **kw), AttentionUnet)
-        self.assertIsInstance(thesis_network("res_attention_unet", **kw), ResAttUNet)
-        with self.assertRaisesRegex(ValueError, "unknown network name 'vnet'"):
+        assert isinstance(thesis_network("unet", **kw), UNet)
+        assert isinstance(thesis_network("attention_unet", **kw), AttentionUnet)
+        assert isinstance(thesis_network("res_attention_unet", **kw), ResAttUNet)
+        with pytest.raises(ValueError, match="unknown network name 'vnet'"):
             thesis_network("vnet", **kw)
-        with self.assertRaisesRegex(ValueError, "len\\(strides\\)"):
+        with pytest.raises(ValueError, match="len\\(strides\\)"):
             ResAttUNet(2, 1, 1, channels=(4, 8, 16), strides=(2,))
-
-
-if __name__ == "__main__":
-    unittest.main()

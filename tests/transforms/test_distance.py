@@ -1,8 +1,7 @@
 """Signed distance maps against a per-mask scipy EDT reference, for both backends; CPU/GPU agreement."""
 
-import unittest
-
 import numpy as np
+import pytest
 import torch
 from monai.losses import BoundaryLoss
 from scipy.ndimage import distance_transform_edt
@@ -34,7 +33,7 @@ def random_masks(rng, n, shape, p=None):
     return np.stack(out)
 
 
-class TestSignedDistanceMap(unittest.TestCase):
+class TestSignedDistanceMap:
     def test_matches_scipy_2d_both_backends(self):
         rng = np.random.default_rng(0)
         masks = random_masks(rng, 300, (17, 11))
@@ -53,17 +52,17 @@ class TestSignedDistanceMap(unittest.TestCase):
         ref = np.stack([ref_sdm(m, bound=3.0, rescale=4.0, spacing=sp) for m in masks])
         for backend in ("numpy", "torch"):
             out = signed_distance_map(masks, 3, bound=3.0, rescale=4.0, spacing=sp, backend=backend)
-            self.assertIsInstance(out, np.ndarray)
+            assert isinstance(out, np.ndarray)
             np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=backend)
 
     def test_convention_on_a_square(self):
         m = np.zeros((7, 7), bool)
         m[2:5, 2:5] = True
         out = signed_distance_map(m[None], 2)[0]
-        self.assertEqual(out[3, 3], -1.0)  # centre: 2 px to background → −(2 − 1)
-        self.assertEqual(out[2, 2], 0.0)  # inner boundary pixel: zero crossing
-        self.assertEqual(out[2, 1], 1.0)  # just outside
-        self.assertAlmostEqual(float(out[0, 0]), np.sqrt(8), places=5)
+        assert out[3, 3] == -1.0  # centre: 2 px to background → −(2 − 1)
+        assert out[2, 2] == 0.0  # inner boundary pixel: zero crossing
+        assert out[2, 1] == 1.0  # just outside
+        assert float(out[0, 0]) == pytest.approx(np.sqrt(8), abs=1e-5)
 
     def test_matches_monai_boundary_loss_map(self):
         target = (torch.rand(3, 2, 12, 10) > 0.7).float()
@@ -77,22 +76,18 @@ class TestSignedDistanceMap(unittest.TestCase):
         out = SignedDistanceMap(bound=128, rescale=128)(m)
         np.testing.assert_allclose(out.numpy(), ref_sdm(m[0].numpy(), 128, 128)[None], atol=1e-6)
         d = SignedDistanceMapd("label", bound=128, rescale=128)({"label": m})
-        self.assertIn("label_sdm", d)
-        self.assertTrue(torch.equal(d["label"], m))
-        with self.assertRaisesRegex(ValueError, "channel-first"):
+        assert "label_sdm" in d
+        assert torch.equal(d["label"], m)
+        with pytest.raises(ValueError, match="channel-first"):
             SignedDistanceMap(spatial_dims=3)(m)
-        with self.assertRaisesRegex(ValueError, "bound"):
+        with pytest.raises(ValueError, match="bound"):
             signed_distance_map(m, 2, bound=-1)
 
-    @unittest.skipUnless(torch.cuda.is_available(), "needs CUDA")
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
     def test_gpu_agrees_with_cpu(self):
         rng = np.random.default_rng(2)
         masks = torch.as_tensor(random_masks(rng, 512, (48, 32)))
         cpu = signed_distance_map(masks, 2, bound=128, rescale=128)
         gpu = signed_distance_map(masks.cuda(), 2, bound=128, rescale=128)
-        self.assertEqual(gpu.device.type, "cuda")
+        assert gpu.device.type == "cuda"
         np.testing.assert_allclose(gpu.cpu().numpy(), cpu.numpy(), atol=1e-5)
-
-
-if __name__ == "__main__":
-    unittest.main()

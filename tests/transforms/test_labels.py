@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from parameterized import parameterized
 
 from weakseg.transforms import CheckFinite, CheckFinited, MergeLabels, MergeLabelsd
 
@@ -10,7 +9,7 @@ TYPES = [(np.asarray,), (torch.as_tensor,), (lambda a: MetaTensor(torch.as_tenso
 
 
 class TestMergeLabels:
-    @parameterized.expand(TYPES)
+    @pytest.mark.parametrize(("to",), TYPES)
     def test_binary_merge(self, to):
         lab = to(np.array([[0, 1, 2], [2, 0, 1]], dtype=np.uint8))
         out = MergeLabels({0: 0, 1: 1, 2: 1})(lab)

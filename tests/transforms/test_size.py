@@ -5,7 +5,6 @@ import pytest
 import scipy.ndimage as ndi
 import torch
 from monai.data import MetaTensor
-from parameterized import parameterized
 
 import weakseg.kernels.size as size_module
 from weakseg.transforms import SizeFromMask, SizeFromMaskd, flipped_sizes, object_size, size_flip_candidates
@@ -30,7 +29,7 @@ def square(n, k):
 
 
 class TestWorkedExamples:
-    @parameterized.expand([
+    @pytest.mark.parametrize(("_", "m", "expected"), [
         ("3x3 in 7x7", square(7, 3), 4),
         ("5x5 in 7x7", square(7, 5), 6),
         ("single pixel", square(7, 1), 2),
@@ -49,7 +48,7 @@ class TestWorkedExamples:
         assert int(object_size(m, border_is_background=False)) == 10  # (0,0) is 5 away
         assert int(object_size(m, border_is_background=True)) == 6
 
-    @parameterized.expand([("bool", np.bool_), ("01", np.uint8), ("pm1", np.int8)])
+    @pytest.mark.parametrize(("_", "dt"), [("bool", np.bool_), ("01", np.uint8), ("pm1", np.int8)])
     def test_dtypes(self, _, dt):
         m = square(7, 3).astype(dt)
         if dt == np.int8:
@@ -59,7 +58,7 @@ class TestWorkedExamples:
 
 
 class TestAgainstScipy:
-    @parameterized.expand([(True,), (False,)])
+    @pytest.mark.parametrize(("border",), [(True,), (False,)])
     def test_random_masks(self, border):
         rng = np.random.RandomState(1 if border else 2)
         masks = []
@@ -99,7 +98,7 @@ class TestAgainstScipy:
 
 
 class TestFlipCandidates:
-    @parameterized.expand([(b, k) for k in ("numpy", "torch", "erosion") for b in (True, False)])
+    @pytest.mark.parametrize(("border", "backend"), [(b, k) for k in ("numpy", "torch", "erosion") for b in (True, False)])
     def test_exactly_the_flips_that_change_size(self, border, backend):
         rng = np.random.RandomState(7)
         for _ in range(150):
@@ -123,7 +122,7 @@ def brute_flipped_sizes(m: torch.Tensor, border: bool) -> torch.Tensor:
 
 
 class TestFlippedSizes:
-    @parameterized.expand([(True,), (False,)])
+    @pytest.mark.parametrize(("border",), [(True,), (False,)])
     def test_every_small_mask(self, border):
         # every mask of 3x4, 2x5, 1x4 and 1x1: each case of removal / addition on small grids
         for h, w in ((3, 4), (2, 5), (1, 4), (1, 1)):
@@ -132,7 +131,7 @@ class TestFlippedSizes:
             assert torch.equal(g0, object_size(confs, border))
             assert torch.equal(g1, brute_flipped_sizes(confs, border))
 
-    @parameterized.expand([(True,), (False,)])
+    @pytest.mark.parametrize(("border",), [(True,), (False,)])
     def test_large_objects_and_noise(self, border):
         # thick blobs (max distance up to 10) with noise, noise alone, full and one-background masks
         rng = np.random.RandomState(11)

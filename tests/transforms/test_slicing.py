@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from parameterized import parameterized
 
 from weakseg.transforms import SliceVolume, SliceVolumed
 
@@ -39,7 +38,7 @@ CASES = [
 
 
 class TestSliceVolume:
-    @parameterized.expand([(k, *c) for (k,) in KINDS for c in CASES])
+    @pytest.mark.parametrize(("kind", "min_fg", "axis", "expected"), [(k, *c) for (k,) in KINDS for c in CASES])
     def test_kept_indices_and_content(self, kind, min_fg, axis, expected):
         img, lab = _volume()
         t = SliceVolume(axis=axis, min_foreground=min_fg)
