@@ -68,3 +68,27 @@ def test_epoch_snapshot_teacher():
     assert [round(s - w0, 5) for _, _, s in seen] == [1, 2, 3, 4, 5, 6]
     with pytest.raises(ValueError, match="'iteration' or 'epoch'"):
         MeanTeacherHandler(student, event="batch")
+
+
+def test_teacher_starts_from_the_student_loaded_after_the_handler_was_built():
+    """A config builds the handler, then loads pre-trained weights into the student: the EMA must start from them
+    (an EMA of the random initial copy would take ~1/(1-α) iterations to forget it); a resumed run keeps its
+    restored teacher."""
+    torch.manual_seed(0)
+    student = torch.nn.Linear(3, 2)
+    handler = MeanTeacherHandler(student, alpha=0.99)
+    pretrained = torch.nn.Linear(3, 2)
+    student.load_state_dict(pretrained.state_dict())
+    engine = Engine(lambda e, b: None)
+    handler.attach(engine)
+    engine.run([0], max_epochs=1)
+    torch.testing.assert_close(handler.teacher.weight, pretrained.weight)
+    # resumed (iteration > 0 when the run starts): the teacher is not reset
+    with torch.no_grad():
+        handler.teacher.weight.add_(5.0)
+    kept = handler.teacher.weight.detach().clone()
+    resumed = Engine(lambda e, b: None)
+    handler.attach(resumed)
+    resumed.load_state_dict({"epoch": 1, "epoch_length": 1, "max_epochs": 2})
+    resumed.run([0])  # one more iteration: one EMA step from the kept teacher, no reset
+    torch.testing.assert_close(handler.teacher.weight, 0.99 * kept + 0.01 * student.weight.detach())

@@ -28,7 +28,8 @@ class MeanTeacherHandler(EMAHandler):
       ``event="epoch"`` (the step taken when every epoch starts) the teacher is then an exact copy of the student
       as the epoch began — a per-epoch snapshot, the reference of :py:class:`weakseg.losses.SizeMatchedMaskLoss`;
     - ``teacher`` is the EMA network (``ema_model``: a copy of the student, or the network given as ``teacher``),
-      a plain network also for a ``DataParallel`` student;
+      a plain network also for a ``DataParallel`` student; a copied teacher is set to the student again when a fresh
+      run starts, so weights loaded into the student after the handler was built (a pre-trained start) count;
     - ``enabled=False`` attaches nothing (a config switch), and ``attach(engine)`` alone picks the event.
 
     Put ``teacher`` in the checkpoint's ``save_dict`` to save it, and give it to the evaluator instead of the student
@@ -48,7 +49,7 @@ class MeanTeacherHandler(EMAHandler):
         super().__init__(unwrap_parallel(student), momentum=min(1.0 - float(alpha), 0.5), handle_buffers="update")
         self.momentum = 1.0 - float(alpha)
         self.alpha, self.event, self.enabled = float(alpha), event, bool(enabled)
-        self.student = self.model
+        self.student, self.copied = self.model, teacher is None
         if teacher is not None:  # a given teacher network (same architecture) instead of a copy of the student
             self.ema_model = teacher
             for p in teacher.parameters():
@@ -61,7 +62,14 @@ class MeanTeacherHandler(EMAHandler):
     def attach(self, engine: Engine, name: str = "teacher_momentum", warn_if_exists: bool = False,
                event=None) -> None:
         if self.enabled:
+            engine.add_event_handler(Events.STARTED, self._start_from_student)
             super().attach(engine, name=name, warn_if_exists=warn_if_exists, event=event or EVENTS[self.event])
+
+    def _start_from_student(self, engine: Engine) -> None:
+        """A fresh run's teacher starts as the student of that moment (e.g. after pre-trained weights were loaded
+        into it, which a config may do after the handler was built); a resumed run keeps its restored teacher."""
+        if self.copied and engine.state.iteration == 0:
+            self.ema_model.load_state_dict(self.model.state_dict())
 
     def step(self) -> None:
         """One EMA step now, outside an engine."""
