@@ -14,7 +14,8 @@ For each budget m and seed, on one volume-level split (the seed's):
    validation size error): ``size_sampled`` (the paper's sampled-gradient loss), ``size_matched`` (size-matched
    masks of an epoch snapshot), ``size_matched_ema`` (the same with an EMA teacher, α = 0.99 per iteration),
    ``soft_size`` (differentiable soft-erosion size, plain backprop), ``size_bounds`` (Kervadec et al.'s area
-   penalty with bounds from the size).
+   penalty with bounds from the size), and these two with BCE on the m masks kept (``*_masks``, λ = 1: partial
+   labels plus the size term, as Kervadec et al. train).
 4. multi-label deep supervision from scratch (``train_mlds.json``): ``mlds_boxes`` (m masks + boxes),
    ``mlds_labels`` (m masks + image labels); scored on the merged foreground.
 
@@ -56,6 +57,9 @@ METHODS = {
                          "boxes"),
     "soft_size": (SIZE + ["train_soft_size.json"], {}, "boxes"),
     "size_bounds": (SIZE + ["train_size_bounds.json"], {}, "boxes"),
+    # the two baselines with BCE on the m masks kept (λ = 1), as Kervadec et al. train: partial labels + size penalty
+    "soft_size_masks": (SIZE + ["train_soft_size.json"], {"supervised_weight": 1.0}, "boxes"),
+    "size_bounds_masks": (SIZE + ["train_size_bounds.json"], {"supervised_weight": 1.0}, "boxes"),
     "mlds_boxes": (["train.json", "train_mlds.json"], {}, "boxes"),
     "mlds_labels": (["train.json", "train_mlds.json"], {}, "labels"),
 }
@@ -66,6 +70,8 @@ LABELS = {
     "size_matched_ema": "sizes: size-matched, EMA teacher",
     "soft_size": "sizes: soft-erosion size (backprop)",
     "size_bounds": "sizes: Kervadec area bounds",
+    "soft_size_masks": "sizes + masks: soft-erosion size + BCE",
+    "size_bounds_masks": "sizes + masks: Kervadec bounds + BCE",
     "mlds_boxes": "MLDS: masks + boxes",
     "mlds_labels": "MLDS: masks + image labels",
 }
@@ -91,6 +97,24 @@ def score(configs: list[str], ckpt: Path, **overrides) -> dict:
     logits = batched_logits(net, imgs)
     pred = logits > 0 if logits.shape[1] == 1 else logits.argmax(1, keepdim=True) > 0
     return dict(slice_scores(pred, (labels > 0).to(torch.uint8)), n_test_slices=len(labels))
+
+
+def selected_epoch(tracking_uri: str, method: str, budget: str, seed: int) -> dict:
+    """Epochs run and the epoch whose checkpoint was kept (best validation key metric; 0: the starting weights,
+    validated before fine-tuning), read back from the newest MLflow run with these tags."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([exp.experiment_id], f"tags.method = '{method}' and tags.budget = '{budget}' and "
+                              f"tags.seed = '{seed}'", order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return {}
+    key, better = ("val_mean_dice", max) if method in FROM_SCRATCH else ("val_size_error", min)
+    hist = {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id, key)}
+    if not hist:
+        return {}
+    return dict(epochs_run=max(hist), selected_epoch=better(hist, key=lambda k: (hist[k], -k if better is max else k)))
 
 
 def epoch_iterations(configs: list[str], **overrides) -> int:
@@ -132,7 +156,7 @@ def run_unit(args, m_arg: str, seed: int, done: set, out) -> None:
         parser = load_bundle_parser(*configs, **sel)
         ckpt = Path(parser.get_parsed_content("ckpt_dir")) / "model.pt"
         row = dict(budget=m_arg, seed=seed, method=method, minutes=minutes, channels=list(args.channels),
-                   **train, test=score(configs, ckpt, **sel))
+                   **train, **selected_epoch(args.tracking_uri, method, m_arg, seed), test=score(configs, ckpt, **sel))
         print(json.dumps(row), flush=True)
         out.write(json.dumps(row) + "\n")
         out.flush()
@@ -168,6 +192,9 @@ def table(rows, metric: str = "mean_slice_iou") -> list[str]:
                 cells.append("")
                 continue
             cell = f"{v.mean():.3f}" + (f" ± {v.std():.3f}" if len(v) > 1 else "") + f" (n={len(v)})"
+            kept = [r for r in rows if str(r["budget"]) == b and r["method"] == method and r.get("selected_epoch") == 0]
+            if method not in FROM_SCRATCH and kept:
+                cell += f" [start kept {len(kept)}/{len(v)}]"
             if method != BASELINE:
                 d = np.array([x - val[(bb, s, BASELINE)] for (bb, s, mm), x in val.items()
                               if bb == b and mm == method and (bb, s, BASELINE) in val])
@@ -219,10 +246,16 @@ def log_summary(tracking_uri: str, files: list[str]) -> None:
 
 def report(files, out_md=None, out_png=None, tracking_uri=None) -> str:
     rows = load_rows(files)
+    if tracking_uri:  # rows written before the selected epoch was recorded
+        for r in rows:
+            if "selected_epoch" not in r:
+                r.update(selected_epoch(tracking_uri, r["method"], str(r["budget"]), r["seed"]))
     seeds = sorted({r["seed"] for r in rows})
     lines = [
         f"Rows from {', '.join(Path(f).name for f in files)}; seeds {seeds}. Test mean slice IoU, mean ± std over the "
-        "seeds (n runs); Δ: paired difference to masks only at the same budget and seed.",
+        "seeds (n runs); Δ: paired difference to masks only at the same budget and seed; [start kept k/n]: in k runs "
+        "no fine-tuning epoch had a lower validation size error than the starting weights, so the selected checkpoint "
+        "is the masks-only one.",
         "",
         *table(rows),
     ]
