@@ -61,13 +61,12 @@ def box_to_mask(boxes: Sequence[tuple[int, Sequence[int], Sequence[int]]], spati
 
 
 def _boxes_of(label: np.ndarray) -> list[tuple[int, list[int], list[int]]]:
-    boxes = []
-    for cls in np.unique(label):
-        if cls <= 0:
-            continue
-        idx = np.nonzero(label == cls)
-        boxes.append((int(cls), [int(i.min()) for i in idx], [int(i.max()) + 1 for i in idx]))
-    return boxes
+    """(class, start, stop) of the bounding box of every class id > 0 in an integer label map (scipy's
+    ``find_objects``; negative ids are ignored)."""
+    from scipy.ndimage import find_objects
+
+    return [(cls, [s.start for s in sl], [s.stop for s in sl])
+            for cls, sl in enumerate(find_objects(np.maximum(label, 0)), start=1) if sl is not None]
 
 
 class BoxFromMask(Transform):
