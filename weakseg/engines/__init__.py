@@ -12,7 +12,8 @@ from weakseg.engines.utils import (
 )
 from weakseg.networks.utils import unwrap_parallel
 
-# names that moved to weakseg.handlers and weakseg.inferers, kept importable from here for existing configs
+# names that moved to weakseg.handlers and weakseg.inferers, still importable from here for existing configs
+# (not part of this package's __all__)
 from weakseg.handlers import (  # noqa: E402
     LearningCurveHandler,
     LossScheduleHandler,
@@ -50,24 +51,4 @@ __all__ = [
     "sample_centres_inside",
     "teacher_logits",
     "unwrap_parallel",
-    # moved
-    "CentreComponentInferer",
-    "DPContourInferer",
-    "DPVolumeInferer",
-    "LearningCurveHandler",
-    "LossScheduleHandler",
-    "MLflowRunHandler",
-    "MeanTeacherHandler",
-    "MetricsJsonHandler",
-    "MontageHandler",
-    "OverlayHandler",
-    "ProgressBar",
-    "RandomStates",
-    "ResumeHandler",
-    "check_tracking_uri",
-    "default_predict",
-    "find_bundle_parser",
-    "flatten_config_params",
-    "save_montage_png",
-    "save_overlay_png",
 ]

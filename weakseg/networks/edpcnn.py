@@ -1,23 +1,7 @@
-"""EDPCNN's synthetic-gradient approximator network (the star pattern and the DP are in :mod:`weakseg.kernels.contour`).
-
-Nguyen & Ray, "End-to-end learning of convolutional neural net and dynamic programming for left ventricle
-segmentation", MIDL 2020.
-
-Pipeline (paper Fig. 1): the network's output map ``f`` (B, 1, H, W) is sampled on a **star pattern** of N rays
-around the object centre, M + 1 points per ray; the difference of neighbouring samples along each ray is the
-directional derivative ``g`` (B, N, M), the "warped map" (paper eq. 1). The **DP** (Algorithm 1) picks one
-index ``v_n`` per ray so that the closed contour minimises
-
-    Σ_{n=0}^{N-1} E(n, v_n, v_{n+1 mod N}),   E(n, i, j) = (g[n, i] + g[n+1, j]) / 2  if |i − j| ≤ δ, else ∞   (eq. 2)
-
-i.e. it follows the steepest inside→outside descent of ``f`` while moving at most δ indices between
-neighbouring rays. Index ``i`` on ray ``n`` is the boundary between samples ``i`` and ``i + 1``, at radius
-``(i + ½)·R/M`` from the centre. Because the DP is not differentiable, a small network ``F`` (the
-:class:`DPApproximator`) learns to predict its output from noisy warped maps, and its gradient trains the U-Net
-(synthetic gradient, Algorithm 2; see :class:`weakseg.engines.EDPCNNTrainer`).
-
-Coordinates are ``(row, col)`` in pixels with pixel centres at integers; ray ``n`` points along
-``(sin θ_n, cos θ_n)`` with ``θ_n = rotation + 2πn/N``.
+"""EDPCNN's approximator F (Nguyen & Ray, MIDL 2020, Sec. 2.2): a small network that learns the DP's output from
+noisy warped maps so that its gradient can train the U-Net through the DP (synthetic gradient, Algorithm 2; see
+:class:`weakseg.engines.EDPCNNTrainer`). The star pattern, the warped map (eq. 1) and the DP (Algorithm 1, eq. 2)
+are in :mod:`weakseg.kernels.contour`.
 """
 
 from __future__ import annotations
