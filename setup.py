@@ -27,7 +27,7 @@ class BuildPyWithBundle(build_py):
 
 setup(
     name="monai-weakseg",
-    version="0.3.0",
+    version="0.4.0",
     description="MONAI components and bundle for segmentation from weak or structured supervision",
     long_description=long_description,
     long_description_content_type="text/markdown",

@@ -219,7 +219,7 @@ def plot(rows, path, metric: str = "mean_slice_iou") -> None:
     for j, method in enumerate(methods):
         vals = [[r["test"][metric] for r in rows if r["method"] == method and str(r["budget"]) == b] for b in budgets]
         at = [i for i, v in enumerate(vals) if v]
-        ax.errorbar(x[at] + 0.03 * (j - len(methods) / 2), [np.mean(vals[i]) for i in at],
+        ax.errorbar(x[at] + 0.015 * (j - len(methods) / 2), [np.mean(vals[i]) for i in at],
                     yerr=[np.std(vals[i]) for i in at], marker="o", capsize=3, label=LABELS[method],
                     lw=2.5 if method == BASELINE else 1.2)
     ax.set_xticks(x, budgets)

@@ -2,5 +2,5 @@
 
 from weakseg import annotations, data, engines, handlers, inferers, losses, metrics, networks, transforms
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = ["annotations", "data", "engines", "handlers", "inferers", "losses", "metrics", "networks", "transforms", "__version__"]
