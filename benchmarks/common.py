@@ -45,20 +45,20 @@ def timeit(fn, reps: int, sync) -> float:
 
 def interleaved_medians(fns: dict, reps: int, sync) -> dict:
     """Median wall time of each of ``fns`` (name → callable) over ``reps`` rounds that call them in turn (after one
-    warm-up each), so that a machine whose speed drifts affects them alike."""
+    warm-up each), so that a machine whose speed drifts affects them alike. Each call is timed by
+    ``torch.utils.benchmark.Timer``, which waits for queued CUDA work; ``sync`` waits after the warm-up."""
     import statistics
-    import time
 
-    times = {k: [] for k in fns}
+    from torch.utils.benchmark import Timer
+
+    timers = {k: Timer("fn()", globals={"fn": fn}) for k, fn in fns.items()}
     for fn in fns.values():
         fn()
     sync()
+    times = {k: [] for k in fns}
     for _ in range(reps):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            sync()
-            times[k].append(time.perf_counter() - t)
+        for k, t in timers.items():
+            times[k].append(t.timeit(1).median)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
