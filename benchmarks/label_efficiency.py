@@ -87,16 +87,25 @@ def run_bundle(configs: list[str], **overrides) -> None:
 
 
 @torch.no_grad()
-def score(configs: list[str], ckpt: Path, **overrides) -> dict:
+def score(configs: list[str], ckpt: Path, oracle: bool = False, **overrides) -> dict:
     """Test scores of the checkpoint: binary foreground (the sigmoid output > 0, or the argmax of a multi-class
-    output > 0) against the merged label, on the test slices as the bundle prepares them."""
+    output > 0) against the merged label, on the test slices as the bundle prepares them. ``oracle``: also the mean
+    slice IoU after re-thresholding every test slice's logits to the size of its true mask (the size-matched mask
+    with the true sizes), the most that choosing the right size can give this network's ranking of pixels."""
+    from weakseg.kernels import object_size, size_matched_mask
+
     parser = load_bundle_parser(*configs, **overrides)
     net = parser.get_parsed_content("network")
     net.load_state_dict(torch.load(ckpt, weights_only=True, map_location="cpu"))
     imgs, labels = split_tensors(parser, "test")
     logits = batched_logits(net, imgs)
     pred = logits > 0 if logits.shape[1] == 1 else logits.argmax(1, keepdim=True) > 0
-    return dict(slice_scores(pred, (labels > 0).to(torch.uint8)), n_test_slices=len(labels))
+    target = (labels > 0).to(torch.uint8)
+    res = dict(slice_scores(pred, target), n_test_slices=len(labels))
+    if oracle and logits.shape[1] == 1:
+        matched = size_matched_mask(logits, object_size(target[:, 0] > 0).float()).reshape(logits.shape) > 0
+        res["oracle_size_iou"] = slice_scores(matched, target)["mean_slice_iou"]
+    return res
 
 
 def selected_epoch(tracking_uri: str, method: str, budget: str, seed: int) -> dict:
@@ -122,17 +131,39 @@ def epoch_iterations(configs: list[str], **overrides) -> int:
     return int(load_bundle_parser(*configs, **overrides).get_parsed_content("train#trainer#epoch_length"))
 
 
-def run_unit(args, m_arg: str, seed: int, done: set, out) -> None:
+def unit_overrides(args, m_arg: str, seed: int, channels) -> tuple[Path, dict]:
+    """The bundle root of one (budget, seed) and the overrides every run of it shares."""
     root = Path(args.output) / f"m{m_arg}_s{seed}"
+    return root, dict(bundle_root=str(root), dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False,
+                      seed=seed, experiment_name=EXPERIMENT, tracking_uri=args.tracking_uri,
+                      **{"network_def#channels": list(channels)})
+
+
+def add_oracle(args, files, out_jsonl: str) -> None:
+    """Masks-only rows of ``files`` without the oracle-size score get it from their checkpoint; the completed
+    rows are appended to ``out_jsonl`` (a later row replaces an earlier one in the report)."""
+    with open(out_jsonl, "a") as out:
+        for r in load_rows(files):
+            if r["method"] != BASELINE or "oracle_size_iou" in r["test"]:
+                continue
+            m_arg, seed = str(r["budget"]), r["seed"]
+            root, base = unit_overrides(args, m_arg, seed, r["channels"])
+            configs, extra, kind = METHODS[BASELINE]
+            sel = dict(base, annotation_file=str(root / "annotations" / f"m{m_arg}_s{seed}_{kind}.json"), **extra)
+            ckpt = Path(load_bundle_parser(*configs, **sel).get_parsed_content("ckpt_dir")) / "model.pt"
+            r["test"] = score(configs, ckpt, oracle=True, **sel)
+            print(json.dumps(r), flush=True)
+            out.write(json.dumps(r) + "\n")
+
+
+def run_unit(args, m_arg: str, seed: int, done: set, out) -> None:
+    root, base = unit_overrides(args, m_arg, seed, args.channels)
     m = "all" if m_arg == "all" else int(m_arg)
     files = {}
     for kind, frac in (("boxes", 1.0), ("labels", 0.0)):
         files[kind] = simulated_annotations(args.dataset_dir, root / "annotations" / f"m{m_arg}_s{seed}_{kind}.json",
                                             seed, kinds=("size", "boxes", "classes"), num_masks=m, mask_unit="slice",
                                             box_fraction=frac)
-    base = dict(bundle_root=str(root), dataset_dir=args.dataset_dir, download=False, synthetic_fallback=False,
-                seed=seed, experiment_name=EXPERIMENT, tracking_uri=args.tracking_uri,
-                **{"network_def#channels": list(args.channels)})
     methods = [BASELINE] if m_arg == "all" else args.methods
     for method in methods:
         if (m_arg, seed, method) in done:
@@ -156,7 +187,8 @@ def run_unit(args, m_arg: str, seed: int, done: set, out) -> None:
         parser = load_bundle_parser(*configs, **sel)
         ckpt = Path(parser.get_parsed_content("ckpt_dir")) / "model.pt"
         row = dict(budget=m_arg, seed=seed, method=method, minutes=minutes, channels=list(args.channels),
-                   **train, **selected_epoch(args.tracking_uri, method, m_arg, seed), test=score(configs, ckpt, **sel))
+                   **train, **selected_epoch(args.tracking_uri, method, m_arg, seed),
+                   test=score(configs, ckpt, oracle=method == BASELINE, **sel))
         print(json.dumps(row), flush=True)
         out.write(json.dumps(row) + "\n")
         out.flush()
@@ -203,6 +235,22 @@ def table(rows, metric: str = "mean_slice_iou") -> list[str]:
             cells.append(cell)
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     return lines
+
+
+def oracle_lines(rows) -> list[str]:
+    """The masks-only networks re-thresholded to the true size of every test slice, per budget."""
+    lines = []
+    for b in budgets_of(rows):
+        pairs = [(r["test"]["mean_slice_iou"], r["test"]["oracle_size_iou"]) for r in rows
+                 if str(r["budget"]) == b and r["method"] == BASELINE and "oracle_size_iou" in r["test"]]
+        if pairs:
+            a, o = np.array(pairs).T
+            lines.append(f"| {b} | {a.mean():.3f} | {o.mean():.3f} | {(o - a).mean():+.3f} | {len(pairs)} |")
+    if not lines:
+        return []
+    return ["", "Oracle sizes: the masks-only network's test logits re-thresholded per slice to the size of the true "
+            "mask (the size-matched mask with the true sizes), the most a size alone can add to this ranking of pixels:",
+            "", "| m | masks only | re-thresholded to the true size | gain | runs |", "|---|---|---|---|---|", *lines]
 
 
 def plot(rows, path, metric: str = "mean_slice_iou") -> None:
@@ -258,6 +306,7 @@ def report(files, out_md=None, out_png=None, tracking_uri=None) -> str:
         "is the masks-only one.",
         "",
         *table(rows),
+        *oracle_lines(rows),
     ]
     text = emit(lines, out_md)
     if out_png:
@@ -289,10 +338,15 @@ def main() -> None:
                                                        "are skipped)")
     ap.add_argument("--out_png", default=None)
     ap.add_argument("--report", nargs="+", default=None, help="no training: table and plot from these row files")
+    ap.add_argument("--add_oracle", nargs="+", default=None, help="no training: add the oracle-size score to the "
+                    "masks-only rows of these files (appended to --out_jsonl)")
     args = ap.parse_args()
     args.tracking_uri = args.tracking_uri or f"sqlite:///{Path(args.output).resolve() / 'mlruns.db'}"
     if args.report:
         report(args.report, args.out_md, args.out_png, args.tracking_uri)
+        return
+    if args.add_oracle:
+        add_oracle(args, args.add_oracle, args.out_jsonl or str(Path(args.output) / "rows.jsonl"))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
