@@ -12,6 +12,7 @@ from monai.transforms import MapLabelValue, MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
 
 from weakseg.transforms.slicing import source_name
+from weakseg.transforms.utils import ArrayMapTransform
 
 __all__ = [
     "MergeLabels",
@@ -25,18 +26,6 @@ __all__ = [
     "CheckSameShape",
     "CheckSameShaped",
 ]
-
-
-class _ArrayMapTransform(MapTransform):
-    """Dictionary version of an array transform ``self.transform``: applies it to every key."""
-
-    transform: Transform
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
 
 
 class MergeLabels(MapLabelValue):
@@ -92,7 +81,7 @@ def _binary(label: NdarrayOrTensor) -> NdarrayOrTensor:
     return out
 
 
-class MergeLabelsd(_ArrayMapTransform):
+class MergeLabelsd(ArrayMapTransform):
     """Dictionary version of :py:class:`MergeLabels`."""
 
     backend = MergeLabels.backend
@@ -134,7 +123,7 @@ class BinaryMask(Transform):
         return np.asarray(is_fg, dtype=np.float32)
 
 
-class BinaryMaskd(_ArrayMapTransform):
+class BinaryMaskd(ArrayMapTransform):
     """Dictionary version of :py:class:`BinaryMask`."""
 
     backend = BinaryMask.backend
@@ -158,7 +147,7 @@ class CheckFinite(Transform):
         return img
 
 
-class CheckFinited(_ArrayMapTransform):
+class CheckFinited(ArrayMapTransform):
     """Dictionary version of :py:class:`CheckFinite`."""
 
     backend = CheckFinite.backend
@@ -185,7 +174,7 @@ class CheckChannels(Transform):
         return img
 
 
-class CheckChannelsd(_ArrayMapTransform):
+class CheckChannelsd(ArrayMapTransform):
     """Dictionary version of :py:class:`CheckChannels`."""
 
     backend = CheckChannels.backend

@@ -16,7 +16,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from weakseg.transforms.labels import _ArrayMapTransform
+from weakseg.transforms.utils import ArrayMapTransform
 from weakseg.utils import telescopic_subset
 
 __all__ = [
@@ -81,7 +81,7 @@ class BoxFromMask(Transform):
         return torch.as_tensor(box[None], dtype=torch.float32)
 
 
-class BoxFromMaskd(_ArrayMapTransform):
+class BoxFromMaskd(ArrayMapTransform):
     """Dictionary version of :class:`BoxFromMask`."""
 
     backend = BoxFromMask.backend
