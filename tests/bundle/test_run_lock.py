@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from weakseg.engines import lock_run_dir
-from weakseg.engines.utils import _release_lock
+from weakseg.engines import lock_run_dir, unlock_run_dir
 
 from .test_train_bundle import run_bundle
 
@@ -38,8 +37,11 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     lock_run_dir(tmp_path / "live")
     assert json.loads((tmp_path / "live" / ".lock").read_text())["pid"] == os.getpid()
     lock_run_dir(tmp_path / "live")  # the same process may take its own lock again
-    _release_lock(str((tmp_path / "live").resolve()))
+    unlock_run_dir(tmp_path / "live")  # the end of a training: the folder is free while this process goes on
     assert not (tmp_path / "live" / ".lock").exists()
+    _lock(tmp_path / "other", os.getppid())  # a lock this process does not hold is left alone
+    unlock_run_dir(tmp_path / "other")
+    assert (tmp_path / "other" / ".lock").exists()
 
 
 def test_second_training_into_a_running_folder_is_refused(tmp_path, hippo_dir):

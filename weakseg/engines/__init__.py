@@ -9,6 +9,7 @@ from weakseg.engines.utils import (
     load_pretrained,
     lock_run_dir,
     require_checkpoint,
+    unlock_run_dir,
 )
 from weakseg.networks.utils import unwrap_parallel
 
@@ -46,6 +47,7 @@ __all__ = [
     "jitter_centres",
     "load_pretrained",
     "lock_run_dir",
+    "unlock_run_dir",
     "predict_volume",
     "require_checkpoint",
     "sample_centres_inside",

@@ -20,6 +20,7 @@ __all__ = [
     "ensure_writable_dir",
     "load_pretrained",
     "lock_run_dir",
+    "unlock_run_dir",
     "require_checkpoint",
     "unwrap_parallel",
 ]
@@ -188,6 +189,14 @@ def lock_run_dir(path: str | os.PathLike, what: str = "run folder") -> str:
         atexit.register(_release_lock, key)
         return str(path)
     raise RuntimeError(f"could not take the lock {lock}")
+
+
+def unlock_run_dir(path: str | os.PathLike) -> str:
+    """Release the lock :func:`lock_run_dir` took on ``path`` (the last step of a bundle's ``training``), so that a
+    process that runs several workflows (``monai.bundle.run`` in a loop, a notebook) frees each run folder when its
+    training ends, not when the process exits. A no-op for a folder this process does not hold. Returns ``path``."""
+    _release_lock(str(Path(path).resolve()))
+    return str(path)
 
 
 def _release_lock(key: str) -> None:
