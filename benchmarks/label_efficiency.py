@@ -25,7 +25,7 @@ foreground): mean slice IoU, the figure of the size work. Every run logs to one 
 with the table and the plot as artifacts.
 
     python benchmarks/label_efficiency.py --budgets 16 64 256 all --seeds 0 1 2 --out_jsonl rows.jsonl
-    python benchmarks/label_efficiency.py --report rows.jsonl --out_md table.md --out_png label_efficiency.png
+    python benchmarks/label_efficiency.py --report rows.jsonl --out_md table.md --out_png label_efficiency.png --log_mlflow
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def log_summary(tracking_uri: str, files: list[str]) -> None:
     client.set_terminated(run.info.run_id, "FINISHED")
 
 
-def report(files, out_md=None, out_png=None, tracking_uri=None) -> str:
+def report(files, out_md=None, out_png=None, tracking_uri=None, log_mlflow: bool = False) -> str:
     rows = load_rows(files)
     if tracking_uri:  # rows written before the selected epoch was recorded
         for r in rows:
@@ -311,7 +311,7 @@ def report(files, out_md=None, out_png=None, tracking_uri=None) -> str:
     text = emit(lines, out_md)
     if out_png:
         plot(rows, out_png)
-    if tracking_uri:
+    if tracking_uri and log_mlflow:
         log_summary(tracking_uri, [f for f in (out_md, out_png) if f] + list(files))
     return text
 
@@ -338,12 +338,14 @@ def main() -> None:
                                                        "are skipped)")
     ap.add_argument("--out_png", default=None)
     ap.add_argument("--report", nargs="+", default=None, help="no training: table and plot from these row files")
+    ap.add_argument("--log_mlflow", action="store_true", help="with --report: log the table, the plot and the row "
+                    "files as a summary run of the study's MLflow experiment")
     ap.add_argument("--add_oracle", nargs="+", default=None, help="no training: add the oracle-size score to the "
                     "masks-only rows of these files (appended to --out_jsonl)")
     args = ap.parse_args()
     args.tracking_uri = args.tracking_uri or f"sqlite:///{Path(args.output).resolve() / 'mlruns.db'}"
     if args.report:
-        report(args.report, args.out_md, args.out_png, args.tracking_uri)
+        report(args.report, args.out_md, args.out_png, args.tracking_uri, args.log_mlflow)
         return
     if args.add_oracle:
         add_oracle(args, args.add_oracle, args.out_jsonl or str(Path(args.output) / "rows.jsonl"))
@@ -359,7 +361,7 @@ def main() -> None:
         for seed in args.seeds:
             for m_arg in args.budgets:
                 run_unit(args, m_arg, seed, done, out)
-    report([out_jsonl], args.out_md, args.out_png, args.tracking_uri)
+    report([out_jsonl], args.out_md, args.out_png, args.tracking_uri, log_mlflow=True)
 
 
 if __name__ == "__main__":
