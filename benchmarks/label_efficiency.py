@@ -24,7 +24,7 @@ foreground): mean slice IoU, the figure of the size work. Every run logs to one 
 (``weakseg_label_efficiency``) with the tags ``method``, ``budget`` and ``seed``; the report adds a summary run
 with the table and the plot as artifacts.
 
-    python benchmarks/label_efficiency.py --budgets 16 64 256 all --seeds 0 1 2 --out_jsonl rows.jsonl
+    python benchmarks/label_efficiency.py --budgets 16 64 256 all --seeds 0 1 2 --channels 16 32 64 128 --out_jsonl rows.jsonl
     python benchmarks/label_efficiency.py --report rows.jsonl --out_md table.md --out_png label_efficiency.png --log_mlflow
 """
 
@@ -323,13 +323,13 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--channels", nargs="+", type=int, default=[32, 64, 128, 256],
                     help="UNet channels of every method (the bundle's default: 32 64 128 256)")
-    ap.add_argument("--max_iterations", type=int, default=1500,
+    ap.add_argument("--max_iterations", type=int, default=1200,
                     help="at most this many training iterations for the methods trained from scratch")
     ap.add_argument("--early_stop_patience", type=int, default=8,
                     help="validations without a better validation Dice before a from-scratch run stops")
     ap.add_argument("--scratch_epoch_length", type=int, default=32,
                     help="iterations (of batch 64) between validations of the runs trained from scratch")
-    ap.add_argument("--size_epochs", type=int, default=6, help="at most this many size fine-tuning epochs")
+    ap.add_argument("--size_epochs", type=int, default=5, help="at most this many size fine-tuning epochs")
     ap.add_argument("--size_patience", type=int, default=2, help="early stop on the validation size error")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--output", default=str(REPO / "benchmarks" / "output" / "label_efficiency"))
