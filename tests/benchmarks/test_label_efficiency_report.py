@@ -33,3 +33,14 @@ def test_table_from_row_files(tmp_path):
     # size-matched: 0.56 and 0.61 -> 0.585 ± 0.025; paired Δ 0.06 and 0.01 -> +0.035 ± 0.025; one run kept its start
     assert "0.585 ± 0.025 (n=2) [start kept 1/2]; Δ +0.035 ± 0.025" in lines["sizes: size-matched masks"]
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_published_table_regenerates_from_the_committed_rows():
+    """benchmarks/log/label_efficiency.md holds exactly the table that its row files give."""
+    results = REPO / "benchmarks" / "results"
+    files = [str(results / f"label_efficiency_cpu_{n}.jsonl") for n in
+             ("m64_s012", "m16_m256_all_s0", "all_s12_m16_s1_rerun_ema", "m256_s1_masks_kept_rerun_ema", "oracle")]
+    text = label_efficiency.report(files)
+    page = (REPO / "benchmarks" / "log" / "label_efficiency.md").read_text()
+    table = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert len(table) >= 14 and all(ln in page for ln in table)
