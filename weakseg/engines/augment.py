@@ -63,7 +63,7 @@ class RandFlipBatch:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The states of the flip generators (one per device), so that a resumed training draws the flips an
-        uninterrupted one would have drawn (:class:`weakseg.engines.RandomStates`)."""
+        uninterrupted one would have drawn (:class:`weakseg.handlers.RandomStates`)."""
         return {dev: g.get_state() for dev, g in self.generators.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:

@@ -113,7 +113,7 @@ class EDPCNNTrainer(SupervisedTrainer):
     ``cuda_graph``: on CUDA, steps 2 and 3 of the approximator are captured as CUDA graphs at the first
     iteration (step 2 only with a capturable optimizer, e.g. ``Adam(..., capturable=True)``) and replayed; the
     graphs hold the approximator's and its optimizer's tensors, so load their states (resume) before the run
-    starts, as :class:`weakseg.engines.ResumeHandler` does, not in the middle of it.
+    starts, as :class:`weakseg.handlers.ResumeHandler` does, not in the middle of it.
 
     ``sync_approximator``: under ``torch.distributed`` (e.g. ``torchrun`` with a DDP-wrapped network) the
     approximator starts from rank 0's weights and each of its steps uses the gradient averaged over all ranks,

@@ -47,7 +47,7 @@ class TrainedCheckpointSaver(CheckpointSaver):
 
 class BestMetricState:
     """The best-so-far state of a validation, as a ``state_dict`` for resumable checkpoints
-    (:class:`weakseg.engines.ResumeHandler`'s ``best_metric``).
+    (:class:`weakseg.handlers.ResumeHandler`'s ``best_metric``).
 
     It holds the evaluator's ``best_metric`` and ``best_metric_epoch`` and the list of files that the key-metric
     checkpoint of a MONAI :class:`~monai.handlers.CheckpointSaver` (``save_key_metric=True``) has saved, with their

@@ -15,7 +15,7 @@ class ProgressBar(_IgniteProgressBar):
     """
     ignite's ``ProgressBar`` with ``output_transform`` and ``metric_names`` given at construction, so it can be
     listed in a bundle's ``train#handlers`` (MONAI calls ``attach(engine)`` with no other argument), e.g.
-    ``{"_target_": "weakseg.engines.ProgressBar", "output_transform": "$lambda x: {'loss': x[0]['loss']}"}``.
+    ``{"_target_": "weakseg.handlers.ProgressBar", "output_transform": "$lambda x: {'loss': x[0]['loss']}"}``.
     """
 
     def __init__(

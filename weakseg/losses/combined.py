@@ -11,7 +11,7 @@ Schedules of α over the epoch index k = 0, 1, 2, … (k = number of completed e
     "exponential": α(k) = 1 − exp(−β k)
     "rebalance":   α(k) = min(α₀ + Δ · ⌊k / K⌋, α_max)   (thesis: Δ = 0.2 every K = 20 epochs)
 
-α_max is 1 in convex mode and unbounded in additive mode unless given. :class:`weakseg.engines.LossScheduleHandler`
+α_max is 1 in convex mode and unbounded in additive mode unless given. :class:`weakseg.handlers.LossScheduleHandler`
 sets α at the start of every epoch and records it in ``engine.state.metrics`` (logged to MLflow).
 """
 

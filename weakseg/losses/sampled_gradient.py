@@ -10,9 +10,9 @@ E_{Y−i}[h(y | y_i=+1) − h(y | y_i=−1)], estimated from one sample y by (eq
 
 which is unbiased because the bracket does not depend on y_i. It is chained through σ'(a_i) = p_i(1 − p_i)
 to a_i and averaged over ``num_samples`` samples. For the size objective h(y↓i) is known for every pixel in
-closed form (:func:`weakseg.transforms.flipped_sizes`: a fixed sequence of batched operations that never
+closed form (:func:`weakseg.kernels.flipped_sizes`: a fixed sequence of batched operations that never
 synchronises a GPU with the host). Alternatively, pixels whose flip cannot change h get exactly zero without
-evaluating h(y↓i) (:func:`weakseg.transforms.size_flip_candidates`) and the remaining flips are evaluated in
+evaluating h(y↓i) (:func:`weakseg.kernels.size_flip_candidates`) and the remaining flips are evaluated in
 one batched pass, the faster choice on CPUs.
 """
 

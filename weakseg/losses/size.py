@@ -19,7 +19,7 @@ def size_objective(y: torch.Tensor, index: torch.Tensor, sizes: torch.Tensor, bo
 
 def size_flip_objective(y: torch.Tensor, index: torch.Tensor, sizes: torch.Tensor, border_is_background: bool = True):
     """``(l(s, g(y)) (N,), l(s, g(y↓i)) (N, H, W))`` for every single flip i (eq. 7 with
-    :func:`weakseg.transforms.flipped_sizes`), the same numbers as :func:`size_objective` on each flipped mask."""
+    :func:`weakseg.kernels.flipped_sizes`), the same numbers as :func:`size_objective` on each flipped mask."""
     g0, g1 = flipped_sizes(y, border_is_background, return_size=True)
     s = sizes[index]
     return (s - g0.to(sizes.dtype)) ** 2, (s[:, None, None] - g1.to(sizes.dtype)) ** 2
@@ -39,9 +39,9 @@ class SizeLoss(SampledGradientLoss):
         num_samples: n samples per image (eq. 21 averaged); paper n = 1.
         border_is_background: size rule, see :func:`weakseg.transforms.object_size`.
         flips: how g(y↓i) is obtained; all give the same estimate exactly.
-            ``"closed_form"``: for every pixel at once (:func:`weakseg.transforms.flipped_sizes`), a fixed
+            ``"closed_form"``: for every pixel at once (:func:`weakseg.kernels.flipped_sizes`), a fixed
             sequence of batched operations without host synchronisation, the choice for GPUs;
-            ``"pruned"``: only the flips that can change g (:func:`weakseg.transforms.size_flip_candidates`),
+            ``"pruned"``: only the flips that can change g (:func:`weakseg.kernels.size_flip_candidates`),
             measured on the flipped masks, the faster choice on CPUs; ``"all"``: every flip measured (brute
             force, for reference); ``"auto"`` (default): closed form on GPUs, pruned on CPUs.
         noise_scale: scale τ of the logistic noise (P(Y_i = +1) = σ(a_i / τ)); paper τ = 1. See

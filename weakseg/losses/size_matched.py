@@ -17,7 +17,7 @@ class SizeMatchedMaskLoss(_Loss):
     Size fine-tuning by fitting the network to a prediction corrected to the target size. ``forward(input,
     target)``: ``input`` logits ``a`` ``(B, 1, H, W)``; ``target`` either sizes ``s`` ``(B,)`` / ``(B, 1)``, or a
     pair ``(s, r)`` with reference logits ``r`` ``(B, 1, H, W)``, e.g. a copy of the network frozen at the
-    start of the epoch (:py:class:`weakseg.engines.MeanTeacherHandler` with ``alpha=0, event="epoch"`` and
+    start of the epoch (:py:class:`weakseg.handlers.MeanTeacherHandler` with ``alpha=0, event="epoch"`` and
     :py:class:`weakseg.engines.TeacherBatch`). The loss is ``mask_loss(a, m)`` (default BCE-with-logits,
     eq. 6) against m = :func:`size_matched_mask` ``(r, s)`` (``r = a`` when no reference is given), the
     superlevel set of ``r`` nearest to [r > 0] whose size g (eqs. 3–5) is closest to s. ``m`` is a constant:
