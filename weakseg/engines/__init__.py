@@ -13,27 +13,25 @@ from weakseg.engines.utils import (
 )
 from weakseg.networks.utils import unwrap_parallel
 
-# names that moved to weakseg.handlers and weakseg.inferers, still importable from here for existing configs
-# (not part of this package's __all__)
-from weakseg.handlers import (  # noqa: E402
-    LearningCurveHandler,
-    LossScheduleHandler,
-    MeanTeacherHandler,
-    MetricsJsonHandler,
-    MLflowRunHandler,
-    MontageHandler,
-    OverlayHandler,
-    ProgressBar,
-    RandomStates,
-    ResumeHandler,
-    check_tracking_uri,
-    default_predict,
-    find_bundle_parser,
-    flatten_config_params,
-    save_montage_png,
-    save_overlay_png,
-)
-from weakseg.inferers.contour import CentreComponentInferer, DPContourInferer, DPVolumeInferer  # noqa: E402
+# names that moved to weakseg.handlers and weakseg.inferers: still importable from here (PEP 562), for configs
+# and code written against earlier versions; not part of this package's __all__
+_MOVED = {
+    **dict.fromkeys(
+        ("LearningCurveHandler", "LossScheduleHandler", "MeanTeacherHandler", "MetricsJsonHandler", "MLflowRunHandler",
+         "MontageHandler", "OverlayHandler", "ProgressBar", "RandomStates", "ResumeHandler", "check_tracking_uri",
+         "default_predict", "find_bundle_parser", "flatten_config_params", "save_montage_png", "save_overlay_png"),
+        "weakseg.handlers"),
+    **dict.fromkeys(("CentreComponentInferer", "DPContourInferer", "DPVolumeInferer"), "weakseg.inferers"),
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'weakseg.engines' has no attribute '{name}'")
+
 
 __all__ = [
     "CentreBatch",
