@@ -87,14 +87,15 @@ def run_bundle(configs: list[str], **overrides) -> None:
 
 
 @torch.no_grad()
-def score(configs: list[str], ckpt: Path, oracle: bool = False, **overrides) -> dict:
-    """Test scores of the checkpoint: binary foreground (the sigmoid output > 0, or the argmax of a multi-class
+def score(configs: list[str], oracle: bool = False, **overrides) -> dict:
+    """Test scores of the run's best checkpoint (``<ckpt_dir>/model.pt``): binary foreground (the sigmoid output > 0, or the argmax of a multi-class
     output > 0) against the merged label, on the test slices as the bundle prepares them. ``oracle``: also the mean
     slice IoU after re-thresholding every test slice's logits to the size of its true mask (the size-matched mask
     with the true sizes), the most that choosing the right size can give this network's ranking of pixels."""
     from weakseg.kernels import object_size, size_matched_mask
 
     parser = load_bundle_parser(*configs, **overrides)
+    ckpt = Path(parser.get_parsed_content("ckpt_dir")) / "model.pt"
     net = parser.get_parsed_content("network")
     net.load_state_dict(torch.load(ckpt, weights_only=True, map_location="cpu"))
     imgs, labels = split_tensors(parser, "test")
@@ -150,8 +151,7 @@ def add_oracle(args, files, out_jsonl: str) -> None:
             root, base = unit_overrides(args, m_arg, seed, r["channels"])
             configs, extra, kind = METHODS[BASELINE]
             sel = dict(base, annotation_file=str(root / "annotations" / f"m{m_arg}_s{seed}_{kind}.json"), **extra)
-            ckpt = Path(load_bundle_parser(*configs, **sel).get_parsed_content("ckpt_dir")) / "model.pt"
-            r["test"] = score(configs, ckpt, oracle=True, **sel)
+            r["test"] = score(configs, oracle=True, **sel)
             print(json.dumps(r), flush=True)
             out.write(json.dumps(r) + "\n")
 
@@ -184,11 +184,9 @@ def run_unit(args, m_arg: str, seed: int, done: set, out) -> None:
         t0 = time.time()
         run_bundle(configs, **sel, **train)
         minutes = (time.time() - t0) / 60
-        parser = load_bundle_parser(*configs, **sel)
-        ckpt = Path(parser.get_parsed_content("ckpt_dir")) / "model.pt"
         row = dict(budget=m_arg, seed=seed, method=method, minutes=minutes, channels=list(args.channels),
                    **train, **selected_epoch(args.tracking_uri, method, m_arg, seed),
-                   test=score(configs, ckpt, oracle=method == BASELINE, **sel))
+                   test=score(configs, oracle=method == BASELINE, **sel))
         print(json.dumps(row), flush=True)
         out.write(json.dumps(row) + "\n")
         out.flush()
